@@ -1,0 +1,3 @@
+from vggrepro.cli import main
+
+raise SystemExit(main())

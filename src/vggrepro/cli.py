@@ -1,0 +1,112 @@
+"""The `vggrepro` command: one subcommand per stage, plus helpers.
+
+    vggrepro prepare | mean_rgb | train --run R | evaluate --run R | report
+    vggrepro model --config E --num-classes 1000 --json
+    vggrepro validate            check params.yaml
+    vggrepro dvc-yaml [--check]  render dvc.yaml from the stage registry
+
+Every stage validates the whole params.yaml first. Errors are one line on stderr, exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from vggrepro.params import ParamsError, load_params
+
+DVC_YAML = Path("dvc.yaml")
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vggrepro", description=__doc__.split("\n")[0])
+    parser.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("prepare", help="generate or ingest the dataset into data/manifest.csv")
+    sub.add_parser("mean_rgb", help="mean RGB of the training split")
+    for name in ("train", "evaluate"):
+        p = sub.add_parser(name, help=f"{name} one run of the grid")
+        p.add_argument("--run", required=True, help="a run name from params.yaml's runs")
+    sub.add_parser("report", help="write reports/results.md and reports/metrics.json")
+    p = sub.add_parser("model", help="describe a Table 1 configuration")
+    p.add_argument("--config", required=True, help="A, A-LRN, B, C, D or E")
+    p.add_argument("--num-classes", type=int, default=1000)
+    p.add_argument("--width", type=float, default=1.0)
+    p.add_argument("--head-width", type=int, default=4096)
+    p.add_argument("--crop", type=int, default=224)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    sub.add_parser("validate", help="check params.yaml and print a summary of the grid")
+    p = sub.add_parser("dvc-yaml", help="render dvc.yaml from the stage registry")
+    p.add_argument("--check", action="store_true", help="exit 1 if dvc.yaml on disk differs")
+    return parser
+
+
+def _model(args) -> int:
+    from vggrepro.model import ModelSpec, count_params, weight_layers
+
+    spec = ModelSpec(args.config, args.num_classes, args.width, args.head_width, args.crop)
+    info = {"config": spec.config, "params": count_params(spec), "weight_layers": weight_layers(spec), **{
+        k: getattr(spec, k) for k in ("num_classes", "width", "head_width", "crop")}}
+    print(json.dumps(info) if args.json else "\n".join(f"{k}: {v}" for k, v in info.items()))
+    return 0
+
+
+def _dvc_yaml(args) -> int:
+    from vggrepro import registry
+
+    text = registry.dvc_yaml(registry.build(load_params(args.params)))
+    if args.check:
+        if not DVC_YAML.exists() or DVC_YAML.read_text() != text:
+            print("dvc.yaml is stale: it differs from the stage registry; run `vggrepro dvc-yaml`", file=sys.stderr)
+            return 1
+        return 0
+    DVC_YAML.write_text(text)
+    print(f"wrote {DVC_YAML}")
+    return 0
+
+
+def _stage(args) -> int:
+    import torch
+
+    params = load_params(args.params)
+    torch.set_num_threads(params.raw["threads"])  # results are bitwise repeatable per thread count
+    run = getattr(args, "run", None)
+    if run is not None and run not in params.runs:
+        raise ParamsError(f"{args.params}: runs.{run}: no such run (expected one of {', '.join(params.runs)})")
+    if args.command == "prepare":
+        from vggrepro.stages import prepare as stage
+    elif args.command == "mean_rgb":
+        from vggrepro.stages import mean_rgb as stage
+    elif args.command == "train":
+        from vggrepro.stages import train as stage
+    elif args.command == "evaluate":
+        from vggrepro.stages import evaluate as stage
+    else:
+        from vggrepro.stages import report as stage
+    result = stage.run(params, run) if run is not None else stage.run(params)
+    print(json.dumps({"stage": args.command, **result}))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    from vggrepro.data.ingest import DatasetError
+
+    try:
+        if args.command == "model":
+            return _model(args)
+        if args.command == "validate":
+            params = load_params(args.params)
+            print(f"{args.params}: valid; {len(params.runs)} runs: {', '.join(params.runs)}")
+            return 0
+        if args.command == "dvc-yaml":
+            return _dvc_yaml(args)
+        return _stage(args)
+    except (ParamsError, DatasetError, FileNotFoundError, ValueError, FloatingPointError) as err:
+        print(f"vggrepro {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"vggrepro {args.command}: interrupted; no output was written", file=sys.stderr)
+        return 130

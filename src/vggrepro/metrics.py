@@ -1,0 +1,20 @@
+"""Top-k error with ties scored explicitly.
+
+A class whose posterior equals the true class's counts as ranked above it, so a tie never
+helps the model (bf16 logits tie often; we keep posteriors in fp32, and still score ties).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def true_class_rank(posteriors: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """0 when the true class alone has the highest posterior."""
+    true = posteriors.gather(1, labels.view(-1, 1))
+    return (posteriors >= true).sum(dim=1) - 1
+
+
+def topk_error(posteriors: torch.Tensor, labels: torch.Tensor, k: int) -> float:
+    """Percentage of images whose true class is not among the k highest posteriors."""
+    return 100.0 * float((true_class_rank(posteriors, labels) >= k).double().mean())

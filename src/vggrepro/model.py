@@ -1,0 +1,178 @@
+"""VGG configurations of Table 1 as data, with a convolutional head.
+
+The head is the paper's test-time form (Sec. 3.2): FC1 is a k x k convolution with
+k = crop / 32 and FC2, FC3 are 1 x 1 convolutions. One set of weights therefore scores a
+crop (a 1 x 1 score map) and a whole image at any scale Q (a dense score map, averaged).
+
+    vggrepro model --config E --num-classes 1000 --json
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+# Table 1. Each inner list is one block ending in a 2x2/2 max-pool. An int is a 3x3 conv
+# with that many output channels, "c1-N" a 1x1 conv (config C), "LRN" AlexNet's local
+# response normalisation (config A-LRN).
+TABLE1: dict[str, list[list[int | str]]] = {
+    "A": [[64], [128], [256, 256], [512, 512], [512, 512]],
+    "A-LRN": [[64, "LRN"], [128], [256, 256], [512, 512], [512, 512]],
+    "B": [[64, 64], [128, 128], [256, 256], [512, 512], [512, 512]],
+    "C": [[64, 64], [128, 128], [256, 256, "c1-256"], [512, 512, "c1-512"], [512, 512, "c1-512"]],
+    "D": [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]],
+    "E": [
+        [64, 64],
+        [128, 128],
+        [256, 256, 256, 256],
+        [512, 512, 512, 512],
+        [512, 512, 512, 512],
+    ],
+}
+CONFIGS = tuple(TABLE1)
+DOWNSAMPLING = 32  # five 2x2/2 max-pools
+PAPER_CROP = 224  # Sec. 2.1: fixed-size 224 x 224 training crops
+PAPER_HEAD_WIDTH = 4096  # Table 1: FC-4096, FC-4096
+# The first four conv layers of A, copied into deeper nets (Sec. 3.1); named by block and
+# position, so they land on the layer of the same block and position, where shapes match.
+A_LAYERS_COPIED = ("conv1_1", "conv2_1", "conv3_1", "conv3_2")
+HEAD_LAYERS = ("fc6", "fc7", "fc8")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything that fixes the shape of a network."""
+
+    config: str  # a key of TABLE1
+    num_classes: int = 1000
+    width: float = 1.0  # multiplies every conv width; 1.0 is the paper's
+    head_width: int = PAPER_HEAD_WIDTH  # channels of FC1 and FC2
+    crop: int = PAPER_CROP  # training crop; FC1's kernel is crop / 32
+    dropout: float = 0.5  # Sec. 3.1: after FC1 and FC2
+
+    def __post_init__(self) -> None:
+        if self.config not in TABLE1:
+            raise ValueError(f"config {self.config!r} is not one of {', '.join(CONFIGS)}")
+        if self.crop % DOWNSAMPLING:
+            raise ValueError(f"crop {self.crop} is not a multiple of {DOWNSAMPLING}")
+
+
+def conv_width(channels: int, width: float) -> int:
+    return max(1, round(channels * width))
+
+
+def _layers(spec: ModelSpec) -> OrderedDict[str, nn.Module]:
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    in_ch = 3
+    for b, block in enumerate(TABLE1[spec.config], start=1):
+        pos = 0
+        for item in block:
+            if item == "LRN":
+                # A-LRN: AlexNet's LRN (size 5, alpha 1e-4, beta 0.75, k 2), Table 1 note
+                layers[f"lrn{b}"] = nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)
+                continue
+            pos += 1
+            kernel, out = (1, int(item[3:])) if isinstance(item, str) else (3, item)
+            out = conv_width(out, spec.width)
+            layers[f"conv{b}_{pos}"] = nn.Conv2d(in_ch, out, kernel, padding=kernel // 2)
+            layers[f"relu{b}_{pos}"] = nn.ReLU(inplace=True)
+            in_ch = out
+        layers[f"pool{b}"] = nn.MaxPool2d(2, 2)
+    return layers
+
+
+class VGG(nn.Module):
+    """A Table 1 network whose classifier is fully convolutional."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.features = nn.Sequential(_layers(spec))
+        last = [m for m in self.features if isinstance(m, nn.Conv2d)][-1].out_channels
+        k = spec.crop // DOWNSAMPLING
+        self.head = nn.Sequential(
+            OrderedDict(
+                fc6=nn.Conv2d(last, spec.head_width, k),
+                relu6=nn.ReLU(inplace=True),
+                drop6=nn.Dropout(spec.dropout),
+                fc7=nn.Conv2d(spec.head_width, spec.head_width, 1),
+                relu7=nn.ReLU(inplace=True),
+                drop7=nn.Dropout(spec.dropout),
+                fc8=nn.Conv2d(spec.head_width, spec.num_classes, 1),
+            )
+        )
+
+    def score_map(self, x: torch.Tensor) -> torch.Tensor:
+        """Class scores at every position: (N, classes, h, w); 1 x 1 on a crop."""
+        return self.head(self.features(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class scores (N, classes): the score map averaged over space (Sec. 3.2).
+
+        On a crop-sized input the map is 1 x 1 and this is the ordinary crop classifier.
+        """
+        return self.score_map(x).mean(dim=(2, 3))
+
+
+def conv_layers(model: VGG) -> list[str]:
+    return [n for n, m in model.features.named_children() if isinstance(m, nn.Conv2d)]
+
+
+def weight_layers(spec: ModelSpec) -> int:
+    """Conv layers plus the three FC layers: 11, 11, 13, 16, 16, 19 for A .. E."""
+    convs = sum(1 for block in TABLE1[spec.config] for item in block if item != "LRN")
+    return convs + len(HEAD_LAYERS)
+
+
+def count_params(spec: ModelSpec) -> int:
+    # On the meta device no memory is allocated, so full-width E is counted instantly.
+    with torch.device("meta"):
+        model = VGG(spec)
+    return sum(p.numel() for p in model.parameters())
+
+
+def init_weights(model: VGG, scheme: str, generator: torch.Generator) -> None:
+    """Random initialisation of every conv (Sec. 3.1); biases are zero.
+
+    "normal": N(0, 1e-2 variance), the paper's scheme for net A.
+    "glorot": Glorot & Bengio (2010) uniform, which the paper notes works without pre-training.
+    """
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            if scheme == "normal":
+                nn.init.normal_(m.weight, mean=0.0, std=0.1, generator=generator)
+            elif scheme == "glorot":
+                nn.init.xavier_uniform_(m.weight, generator=generator)
+            else:
+                raise ValueError(f"init scheme {scheme!r} is not 'normal' or 'glorot'")
+            nn.init.zeros_(m.bias)
+
+
+def transfer_from(model: VGG, source_state: dict[str, torch.Tensor], source_config: str) -> list[str]:
+    """Copies an initialising run's weights into model; returns the layer names copied.
+
+    Same configuration (S=384 from S=256, jittered from S=384, Sec. 3.1): every layer.
+    A into a deeper net (Sec. 3.1): the first four conv layers and the three FC layers; the
+    other layers keep their random initialisation.
+    """
+    same = source_config == model.spec.config
+    wanted = None if same else set(A_LAYERS_COPIED + HEAD_LAYERS)
+    target = model.state_dict()
+    copied = []
+    for key, value in source_state.items():
+        layer = key.split(".")[1]
+        if wanted is not None and layer not in wanted:
+            continue
+        if key not in target or target[key].shape != value.shape:
+            raise ValueError(
+                f"cannot initialise {model.spec.config} from {source_config}: "
+                f"{key} has shape {tuple(value.shape)}, expected "
+                f"{tuple(target[key].shape) if key in target else 'no such layer'}"
+            )
+        target[key] = value
+        copied.append(layer)
+    model.load_state_dict(target)
+    return sorted(set(copied))

@@ -1,0 +1,183 @@
+"""params.yaml: loading, validation and typed access.
+
+Both engines call `load_params` before any work starts (the Snakefile at parse time, every
+stage command at its start), so a bad file stops with one line naming the key and the value.
+This module imports no torch: Snakemake and DVC parse it on every call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+PAPER_CROP = 224  # Sec. 2.1; geometry.crop / PAPER_CROP scales every S and Q
+INIT_SCHEMES = ("normal", "glorot")
+
+
+class ParamsError(ValueError):
+    """A params.yaml problem, phrased as one line that names the key and the value."""
+
+
+@cache
+def schema() -> dict:
+    return yaml.safe_load(files("vggrepro").joinpath("params.schema.yaml").read_text())
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run of the grid (a row of Table 3)."""
+
+    name: str
+    config: str
+    scale: tuple[int, int]  # (S_min, S_max) in the paper's pixels; equal for a fixed S
+    init: str  # "normal", "glorot", or the name of another run
+    lr: float
+    epochs: int
+
+    @property
+    def jittered(self) -> bool:
+        return self.scale[0] != self.scale[1]
+
+    @property
+    def scale_label(self) -> str:
+        """Table 3's notation: 256, or [256;512] for scale jittering."""
+        return f"[{self.scale[0]};{self.scale[1]}]" if self.jittered else str(self.scale[0])
+
+    @property
+    def single_scale_q(self) -> float:
+        """Sec. 4.1: Q = S for a fixed S, Q = 0.5 (S_min + S_max) for a jittered S."""
+        return (self.scale[0] + self.scale[1]) / 2
+
+    @property
+    def init_run(self) -> str | None:
+        return None if self.init in INIT_SCHEMES else self.init
+
+
+@dataclass(frozen=True)
+class Params:
+    raw: dict[str, Any]
+    path: str
+
+    @property
+    def runs(self) -> dict[str, Run]:
+        train = self.raw["train"]
+        return {
+            name: Run(
+                name=name,
+                config=r["config"],
+                scale=_scale_pair(r["scale"]),
+                init=r["init"],
+                lr=float(r.get("lr", train["lr"])),
+                epochs=int(r.get("epochs", train["epochs"])),
+            )
+            for name, r in self.raw["runs"].items()
+        }
+
+    @property
+    def crop(self) -> int:
+        return self.raw["geometry"]["crop"]
+
+    def pixels(self, paper_pixels: float) -> int:
+        """A side in the paper's pixels, at this geometry: scaled by crop / 224."""
+        return round(paper_pixels * self.crop / PAPER_CROP)
+
+    def init_chain(self, run: str) -> list[str]:
+        """The runs `run` starts from, nearest first."""
+        chain, runs = [], self.runs
+        while (parent := runs[run].init_run) is not None:
+            chain.append(parent)
+            run = parent
+        return chain
+
+
+def _scale_pair(scale: int | list[int]) -> tuple[int, int]:
+    return (scale, scale) if isinstance(scale, int) else (scale[0], scale[1])
+
+
+def _dotted(path) -> str:
+    return ".".join(str(p) for p in path) or "(top level)"
+
+
+def _schema_message(err: jsonschema.ValidationError) -> str:
+    where = _dotted(err.absolute_path)
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        allowed = err.schema.get("properties", {})
+        extra = sorted(k for k in err.instance if k not in allowed)
+        key = f"{where}.{extra[0]}" if err.absolute_path else extra[0]
+        return f"{key}: unknown key (expected one of: {', '.join(allowed)})"
+    if err.validator == "required":
+        return f"{where}: {err.message}"
+    if err.validator == "propertyNames":
+        return f"{where}: run name {err.instance!r} must be letters, digits and _ and start with a letter"
+    if where.endswith(".scale"):
+        return f"{where}: {err.instance!r} is not a training scale (expected an integer S or [S_min, S_max])"
+    return f"{where}: {err.instance!r} is invalid: {err.message}"
+
+
+def _check_semantics(p: Params) -> None:
+    runs = p.runs
+    for name, run in runs.items():
+        key = f"runs.{name}"
+        s_min, s_max = run.scale
+        if s_min > s_max:
+            raise ParamsError(f"{key}.scale: S_min ({s_min}) > S_max ({s_max}); expected [S_min, S_max]")
+        if p.pixels(s_min) < p.crop:
+            raise ParamsError(
+                f"{key}.scale: smallest S {s_min} is {p.pixels(s_min)} px at geometry.crop {p.crop} "
+                f"(x {p.crop}/{PAPER_CROP}), smaller than the crop; expected S >= {PAPER_CROP}"
+            )
+        if run.init not in INIT_SCHEMES and run.init not in runs:
+            raise ParamsError(
+                f"{key}.init: {run.init!r} is neither a run of the grid nor one of {', '.join(INIT_SCHEMES)}"
+            )
+    for name in runs:  # a chain longer than the grid has looped
+        seen = [name]
+        while (parent := runs[seen[-1]].init_run) is not None:
+            if parent in seen:
+                cycle = " -> ".join(seen[seen.index(parent):] + [parent])
+                raise ParamsError(f"runs.{name}.init: initialisation cycle {cycle}; expected a chain ending in normal or glorot")
+            seen.append(parent)
+    emb = p.raw["data"].get("embedded", {})
+    if p.raw["data"]["source"] == "embedded" and emb.get("min_side", 72) > emb.get("max_side", 160):
+        raise ParamsError(
+            f"data.embedded.min_side ({emb['min_side']}) > data.embedded.max_side ({emb['max_side']})"
+        )
+
+
+def parse_params(raw: Any, path: str = "params.yaml") -> Params:
+    """Validates an already-loaded params mapping; raises ParamsError with one line."""
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    validator = jsonschema.Draft202012Validator(schema())
+    errors = sorted(validator.iter_errors(raw), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if errors:
+        best = jsonschema.exceptions.best_match(errors)
+        raise ParamsError(f"{path}: {_schema_message(best)}")
+    params = Params(raw=raw, path=path)
+    try:
+        _check_semantics(params)
+    except ParamsError as err:
+        raise ParamsError(f"{path}: {err}") from None
+    return params
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: no such file; expected the project's params.yaml") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ParamsError(f"{path}: not valid YAML{where}: {getattr(err, 'problem', err)}") from None
+    return parse_params(raw, str(path))
+

@@ -1,0 +1,1 @@
+"""One module per stage: a function of typed inputs that returns a dict of metrics."""

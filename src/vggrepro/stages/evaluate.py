@@ -1,0 +1,62 @@
+"""evaluate_<run>: dense single-scale evaluation (Sec. 3.2, Table 3).
+
+Each validation image is isotropically rescaled so its smallest side is Q (Q = S for a fixed
+S, 0.5 (S_min + S_max) for a jittered S), the fully convolutional net is applied to the whole
+image, its class score map is averaged, and the soft-max posteriors of the image and its
+horizontal flip are averaged. The posteriors are saved for later fusion.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from vggrepro import io, paths
+from vggrepro.data import images, ingest
+from vggrepro.metrics import topk_error
+from vggrepro.model import VGG, ModelSpec
+from vggrepro.params import Params
+from vggrepro.stages.train import load_checkpoint
+
+
+@torch.inference_mode()
+def dense_posteriors(model: VGG, image: torch.Tensor, *, q: int, mean: torch.Tensor, flip: bool) -> torch.Tensor:
+    """Soft-max class posteriors (classes,) of one uint8 image at scale Q, in fp32."""
+    x = images.rescale(image, q).float().unsqueeze(0) - mean
+    if flip:
+        x = torch.cat([x, x.flip(-1)])
+    return torch.softmax(model(x).float(), dim=1).mean(dim=0)
+
+
+def load_model(path: str) -> VGG:
+    checkpoint = load_checkpoint(path)
+    model = VGG(ModelSpec(**checkpoint["spec"]))
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval()
+
+
+def run(params: Params, run_name: str) -> dict:
+    run = params.runs[run_name]
+    model = load_model(paths.model(run_name))
+    entries = ingest.read_manifest(paths.MANIFEST, "val")
+    root = Path(params.raw["data"]["root"])
+    mean = torch.tensor(io.read_json(paths.MEAN_RGB)["mean_rgb"], dtype=torch.float32).view(1, 3, 1, 1)
+    q = params.pixels(run.single_scale_q)
+    flip = params.raw["evaluate"].get("flip", True)
+    posteriors = torch.stack(
+        [dense_posteriors(model, images.decode(root / e.path), q=q, mean=mean, flip=flip) for e in entries]
+    )
+    labels = torch.tensor([e.label for e in entries])
+    with io.atomic_path(paths.posteriors(run_name)) as tmp:
+        torch.save({"posteriors": posteriors, "labels": labels, "paths": [e.path for e in entries]}, tmp)
+    metrics = {
+        "protocol": "dense single-scale" + (", flip-averaged" if flip else ""),
+        "test_q": run.single_scale_q,
+        "test_q_px": q,
+        "images": len(entries),
+        "top1_err": round(topk_error(posteriors, labels, 1), 4),
+        "top5_err": round(topk_error(posteriors, labels, 5), 4),
+    }
+    io.write_json(paths.eval_metrics(run_name), metrics)
+    return {"run": run_name, **metrics}

@@ -1,0 +1,127 @@
+"""train_<run>: trains one run of the grid (Sec. 3.1), from random weights or from another run.
+
+    vggrepro train --run D_256
+
+Plain mini-batch SGD with momentum and weight decay at a constant learning rate; the
+checkpoint carries the weights, the resolved config and the final metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import zlib
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from vggrepro import io, paths
+from vggrepro.augment import TrainBatches
+from vggrepro.data import images, ingest
+from vggrepro.model import VGG, ModelSpec, init_weights, transfer_from
+from vggrepro.params import INIT_SCHEMES, Params, Run
+
+
+def run_seed(params: Params, run: str) -> int:
+    # Stable across processes and engines (Python's hash() is salted per process).
+    return params.raw["seed"] * 1_000_003 + zlib.crc32(run.encode())
+
+
+def model_spec(params: Params, run: Run, num_classes: int) -> ModelSpec:
+    m = params.raw["model"]
+    return ModelSpec(
+        config=run.config,
+        num_classes=num_classes,
+        width=m["width"],
+        head_width=m["head_width"],
+        crop=params.crop,
+        dropout=m.get("dropout", 0.5),
+    )
+
+
+def init_scheme(params: Params, run: Run) -> str:
+    """The random scheme at the root of the run's initialisation chain."""
+    chain = params.init_chain(run.name)
+    return params.runs[chain[-1]].init if chain else run.init
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such checkpoint; run its train stage first")
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def build_model(params: Params, run: Run, num_classes: int, generator: torch.Generator) -> tuple[VGG, list[str]]:
+    model = VGG(model_spec(params, run, num_classes))
+    init_weights(model, init_scheme(params, run), generator)
+    copied: list[str] = []
+    if run.init not in INIT_SCHEMES:  # Sec. 3.1: start from a shallower or lower-scale net
+        source = load_checkpoint(paths.model(run.init))
+        copied = transfer_from(model, source["state_dict"], source["run"]["config"])
+    return model, copied
+
+
+def train_epoch(model, batches, optimizer, batch_size: int) -> dict[str, float]:
+    model.train()
+    loss_sum, wrong, seen = 0.0, 0, 0
+    for x, y in batches.epoch(batch_size):
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += float(loss.detach()) * len(y)
+        wrong += int((logits.argmax(1) != y).sum())
+        seen += len(y)
+    if loss_sum != loss_sum:
+        raise FloatingPointError("training loss became NaN; lower the learning rate")
+    return {"loss": loss_sum / seen, "train_top1_err": 100.0 * wrong / seen}
+
+
+def run(params: Params, run_name: str) -> dict:
+    run = params.runs[run_name]
+    cfg = params.raw["train"]
+    seed = run_seed(params, run_name)
+    torch.manual_seed(seed)  # dropout draws from the global generator
+    g = torch.Generator().manual_seed(seed)
+
+    entries = ingest.read_manifest(paths.MANIFEST, "train")
+    num_classes = len(ingest.read_classes(paths.CLASSES))
+    mean = io.read_json(paths.MEAN_RGB)["mean_rgb"]
+    batches = TrainBatches(
+        images=images.decode_all(Path(params.raw["data"]["root"]), entries),
+        labels=torch.tensor([e.label for e in entries]),
+        scale=(params.pixels(run.scale[0]), params.pixels(run.scale[1])),
+        crop=params.crop,
+        mean_rgb=mean,
+        generator=g,
+    )
+    model, copied = build_model(params, run, num_classes, g)
+    model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=run.lr, momentum=cfg.get("momentum", 0.9), weight_decay=cfg.get("weight_decay", 5e-4)
+    )
+    log = []
+    for epoch in range(1, run.epochs + 1):
+        start = time.perf_counter()
+        metrics = train_epoch(model, batches, optimizer, cfg["batch_size"])
+        seconds = time.perf_counter() - start
+        line = {"epoch": epoch, "lr": run.lr, **metrics, "images_per_s": len(batches) / seconds}
+        log.append(line)
+        print(json.dumps({"run": run_name, **line}), flush=True)
+    io.write_text(paths.train_log(run_name), "".join(json.dumps(x) + "\n" for x in log))
+    checkpoint = {
+        "state_dict": model.state_dict(),
+        "spec": asdict(model.spec),
+        "run": asdict(run),
+        "copied_from_init": copied,
+        "params": {k: params.raw[k] for k in ("seed", "model", "geometry", "train")},
+        "metrics": {k: log[-1][k] for k in ("loss", "train_top1_err")},
+        "provenance": io.provenance(),
+    }
+    with io.atomic_path(paths.model(run_name)) as tmp:
+        torch.save(checkpoint, tmp)
+    return {"run": run_name, **checkpoint["metrics"], "copied_from_init": copied}
