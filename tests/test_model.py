@@ -1,0 +1,80 @@
+import json
+
+import pytest
+import torch
+
+from vggrepro.cli import main
+from vggrepro.model import CONFIGS, VGG, ModelSpec, count_params, init_weights, transfer_from, weight_layers
+
+# Exact counts at full width with 1000 classes: torchvision's for A, B, D, E; C and A-LRN from Table 1.
+PARAMS = {"A": 132_863_336, "A-LRN": 132_863_336, "B": 133_047_848, "C": 133_638_952, "D": 138_357_544, "E": 143_667_240}
+WEIGHT_LAYERS = {"A": 11, "A-LRN": 11, "B": 13, "C": 16, "D": 16, "E": 19}
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_full_width_counts_match_the_paper(config):
+    spec = ModelSpec(config, num_classes=1000)
+    assert (count_params(spec), weight_layers(spec)) == (PARAMS[config], WEIGHT_LAYERS[config])
+
+
+@pytest.mark.parametrize("config", ["A", "E"])
+def test_model_command_prints_one_json_object(config, capsys):
+    assert main(["model", "--config", config, "--num-classes", "1000", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["config"], info["params"], info["weight_layers"]) == (config, PARAMS[config], WEIGHT_LAYERS[config])
+
+
+def small(config: str, seed: int = 0) -> VGG:
+    model = VGG(ModelSpec(config, num_classes=7, width=0.0625, head_width=16, crop=64, dropout=0.0))
+    init_weights(model, "glorot", torch.Generator().manual_seed(seed))
+    return model.eval()
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_conv_head_equals_fully_connected_head_on_a_crop(config):
+    """FC1 as a k x k conv on a crop-sized input is the paper's FC1 on the flattened features."""
+    model = small(config)
+    x = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        feats = model.features(x).flatten(1)
+        h = model.head
+        fc = lambda conv, v: v @ conv.weight.flatten(1).T + conv.bias  # noqa: E731
+        expected = fc(h.fc8, fc(h.fc7, fc(h.fc6, feats).relu()).relu())
+        got = model(x)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_dense_evaluation_of_a_crop_sized_image_equals_crop_mode():
+    from vggrepro.stages.evaluate import dense_posteriors
+
+    model = small("B")
+    image = torch.randint(0, 256, (3, 64, 80), dtype=torch.uint8)  # rescaled to Q = 64: a 64 x 80 input
+    square = image[:, :, :64]
+    mean = torch.tensor([120.0, 110.0, 100.0]).view(1, 3, 1, 1)
+    dense = dense_posteriors(model, square, q=64, mean=mean, flip=True)
+    x = square.float().unsqueeze(0) - mean
+    with torch.no_grad():
+        crop = (torch.softmax(model(x), 1) + torch.softmax(model(x.flip(-1)), 1)).squeeze(0) / 2
+    torch.testing.assert_close(dense, crop, rtol=1e-6, atol=1e-6)
+    # A larger image gives a 1 x 2 score map: still one posterior vector per image.
+    assert dense_posteriors(model, image, q=64, mean=mean, flip=False).shape == (7,)
+
+
+def test_deeper_net_copies_the_first_four_convs_and_the_head_of_a():
+    source = small("A", seed=1)
+    target = small("D", seed=2)
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    copied = transfer_from(target, source.state_dict(), "A")
+    assert copied == ["conv1_1", "conv2_1", "conv3_1", "conv3_2", "fc6", "fc7", "fc8"]
+    after = target.state_dict()
+    for key, value in after.items():
+        layer = key.split(".")[1]
+        expected = source.state_dict()[key] if layer in copied else before[key]
+        assert torch.equal(value, expected), key
+
+
+def test_same_config_copies_every_layer():
+    source, target = small("C", seed=1), small("C", seed=2)
+    transfer_from(target, source.state_dict(), "C")
+    for key, value in target.state_dict().items():
+        assert torch.equal(value, source.state_dict()[key]), key

@@ -1,0 +1,112 @@
+"""params.yaml validation: every bad file stops with one line naming the key and the value."""
+
+import copy
+import subprocess
+
+import pytest
+import yaml
+
+from conftest import ROOT, make_project, tiny_params, tool, vggrepro
+from vggrepro.params import ParamsError, load_params, parse_params
+
+
+def edited(edit) -> dict:
+    params = tiny_params()
+    edit(params)
+    return params
+
+
+def _set(path: str, value):
+    def edit(params):
+        *parents, last = path.split(".")
+        node = params
+        for p in parents:
+            node = node[p]
+        node[last] = value
+
+    return edit
+
+
+BAD = {
+    "unknown key": (_set("train.learning_rate", 0.1), ["train.learning_rate", "unknown key"]),
+    "unknown section": (_set("optimiser", {}), ["optimiser", "unknown key"]),
+    "wrong type": (_set("train.lr", "fast"), ["train.lr", "'fast'"]),
+    "impossible value": (_set("train.epochs", 0), ["train.epochs", "0"]),
+    "unknown config": (_set("runs.A_256.config", "F"), ["runs.A_256.config", "'F'"]),
+    "S_min > S_max": (_set("runs.B_jit.scale", [512, 256]), ["runs.B_jit.scale", "S_min (512) > S_max (256)"]),
+    "bad scale": (_set("runs.B_jit.scale", [256]), ["runs.B_jit.scale", "[256]"]),
+    "crop larger than S": (_set("runs.A_256.scale", 200), ["runs.A_256.scale", "200", "smaller than the crop"]),
+    "crop not a multiple of 32": (_set("geometry.crop", 48), ["geometry.crop", "48"]),
+    "init from a missing run": (_set("runs.B_256.init", "Z_256"), ["runs.B_256.init", "'Z_256'"]),
+    "init cycle": (_set("runs.A_256.init", "B_jit"), ["init", "cycle", "A_256 -> B_jit -> B_256 -> A_256"]),
+    "bad run name": (_set("runs.E-jit", {"config": "E", "scale": 256, "init": "glorot"}), ["runs", "'E-jit'"]),
+    "missing key": (lambda p: p["train"].pop("lr"), ["train", "'lr' is a required property"]),
+}
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_bad_params_raise_one_line_naming_key_and_value(case):
+    edit, fragments = BAD[case]
+    with pytest.raises(ParamsError) as err:
+        parse_params(edited(edit))
+    message = str(err.value)
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+
+
+@pytest.mark.parametrize("case", ["unknown key", "S_min > S_max", "init cycle"])
+def test_cli_prints_one_line_and_no_traceback(case, tmp_path):
+    edit, fragments = BAD[case]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(edited(edit)))
+    done = vggrepro("train", "--run", "A_256", cwd=tmp_path)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert all(f in lines[0] for f in fragments), lines[0]
+
+
+def test_snakemake_stops_before_any_job_with_one_line(tmp_path):
+    project = make_project(tmp_path / "p", tiny_params())
+    bad = edited(_set("runs.B_jit.scale", [512, 256]))
+    (project / "params.yaml").write_text(yaml.safe_dump(bad))
+    done = subprocess.run(
+        [tool("snakemake"), "--cores", "1"], cwd=project, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr + done.stdout
+    errors = [l for l in (done.stderr + done.stdout).splitlines() if "runs.B_jit.scale" in l]
+    assert errors and "S_min (512) > S_max (256)" in errors[0], done.stderr
+    assert not (project / "data").exists()
+
+
+def test_missing_and_unparsable_files(tmp_path):
+    with pytest.raises(ParamsError, match="no such file"):
+        load_params(tmp_path / "params.yaml")
+    (tmp_path / "params.yaml").write_text("seed: [1, 2\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(tmp_path / "params.yaml")
+
+
+def test_the_default_params_are_valid_and_hold_table_3():
+    params = load_params(ROOT / "params.yaml")
+    rows = [(r.config, r.scale_label) for r in params.runs.values()]
+    assert rows == [
+        ("A", "256"), ("A-LRN", "256"), ("B", "256"), ("C", "256"), ("C", "384"), ("C", "[256;512]"),
+        ("D", "256"), ("D", "384"), ("D", "[256;512]"), ("E", "256"), ("E", "384"), ("E", "[256;512]"),
+    ]
+    # Sec. 3.1's chain: deeper nets from A, S=384 from S=256, jittered from S=384.
+    assert params.init_chain("E_jit") == ["E_384", "E_256", "A_256"]
+
+
+def test_run_overrides_fall_back_to_train_defaults():
+    params = parse_params(tiny_params())
+    assert (params.runs["B_jit"].lr, params.runs["B_jit"].epochs) == (0.001, 1)
+    assert params.runs["B_jit"].single_scale_q == 384 and params.pixels(384) == 55
+
+
+def test_a_valid_edit_is_not_mutated():
+    raw = tiny_params()
+    snapshot = copy.deepcopy(raw)
+    parse_params(raw)
+    assert raw == snapshot
