@@ -51,13 +51,14 @@ def test_dense_evaluation_of_a_crop_sized_image_equals_crop_mode():
     image = torch.randint(0, 256, (3, 64, 80), dtype=torch.uint8)  # rescaled to Q = 64: a 64 x 80 input
     square = image[:, :, :64]
     mean = torch.tensor([120.0, 110.0, 100.0]).view(1, 3, 1, 1)
-    dense = dense_posteriors(model, square, q=64, mean=mean, flip=True)
-    x = square.float().unsqueeze(0) - mean
+    std = torch.tensor([60.0, 50.0, 70.0]).view(1, 3, 1, 1)
+    dense = dense_posteriors(model, square, q=64, mean=mean, std=std, flip=True)
+    x = (square.float().unsqueeze(0) - mean) / std
     with torch.no_grad():
         crop = (torch.softmax(model(x), 1) + torch.softmax(model(x.flip(-1)), 1)).squeeze(0) / 2
     torch.testing.assert_close(dense, crop, rtol=1e-6, atol=1e-6)
     # A larger image gives a 1 x 2 score map: still one posterior vector per image.
-    assert dense_posteriors(model, image, q=64, mean=mean, flip=False).shape == (7,)
+    assert dense_posteriors(model, image, q=64, mean=mean, std=std, flip=False).shape == (7,)
 
 
 def test_deeper_net_copies_the_first_four_convs_and_the_head_of_a():

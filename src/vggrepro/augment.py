@@ -2,8 +2,9 @@
 
 Each training image is isotropically rescaled so its smallest side is S (fixed, or drawn
 per image from [S_min, S_max] for scale jittering), a crop is taken at a random position
-and flipped at random. The mean RGB is subtracted (Sec. 2.1). The paper's PCA colour shift
-is not applied yet.
+and flipped at random. The mean RGB is subtracted (Sec. 2.1), and the result divided by `std`
+(all ones for the paper's mean subtraction alone). The paper's PCA colour shift is not applied
+yet.
 """
 
 from __future__ import annotations
@@ -23,13 +24,15 @@ class TrainBatches:
         labels: torch.Tensor,
         scale: tuple[int, int],
         crop: int,
-        mean_rgb: list[float],
+        mean: list[float],
+        std: list[float],
         generator: torch.Generator,
     ) -> None:
         self.labels = labels
         self.scale = scale
         self.crop = crop
-        self.mean = torch.tensor(mean_rgb, dtype=torch.float32).view(1, 3, 1, 1)
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
         self.g = generator
         # A fixed S rescales every image the same way each epoch: do it once.
         fixed = scale[0] == scale[1]
@@ -56,5 +59,5 @@ class TrainBatches:
         order = torch.randperm(len(self.images), generator=self.g)
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            x = torch.stack([self._sample(i) for i in idx.tolist()]).float() - self.mean
+            x = (torch.stack([self._sample(i) for i in idx.tolist()]).float() - self.mean) / self.std
             yield x.contiguous(memory_format=torch.channels_last), self.labels[idx]

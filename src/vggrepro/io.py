@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,14 +46,14 @@ def read_json(path: str | Path) -> Any:
 
 
 def provenance() -> dict[str, str]:
-    """What made an output: the package version and, in a git checkout, the revision."""
+    """What made an output: the versions of vggrepro and of the libraries it computed with.
+
+    No git revision or time: an output depends only on its inputs, so an unchanged stage
+    gives the same bytes after a commit and downstream stages are not rerun for nothing.
+    """
     info = {"vggrepro": __version__}
-    try:
-        rev = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10, check=False
-        )
-        if rev.returncode == 0:
-            info["git"] = rev.stdout.strip()
-    except OSError:
-        pass
+    for name in ("torch", "torchvision"):
+        module = sys.modules.get(name)
+        if module is not None:
+            info[name] = module.__version__
     return info

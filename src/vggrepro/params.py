@@ -17,7 +17,7 @@ import jsonschema
 import yaml
 
 PAPER_CROP = 224  # Sec. 2.1; geometry.crop / PAPER_CROP scales every S and Q
-INIT_SCHEMES = ("normal", "glorot")
+INIT_SCHEMES = ("normal", "glorot", "kaiming")  # as vggrepro.model.INIT_SCHEMES (no torch import here)
 
 
 class ParamsError(ValueError):

@@ -1,0 +1,7 @@
+"""Datasets: the embedded generator, ILSVRC-2012 ingestion, decoding."""
+
+import warnings
+
+# torchvision 0.29 marks its image codecs deprecated in favour of TorchCodec; they remain the
+# fastest decoder measured here, and the notice would repeat in every stage's log.
+warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision")

@@ -1,8 +1,8 @@
 """The embedded dataset: a deterministic image-classification set in the ILSVRC-2012 layout.
 
-Each class is a shape with a surface pattern (10 shapes x 5 patterns). Every image draws
-its size, aspect ratio, object scale, position and colours at random over a cluttered
-background, so the net must find the object at different scales, as on ImageNet. The files
+Each class is a shape with a surface pattern (10 shapes x 5 patterns) and a typical hue.
+Every image draws its size, aspect ratio, object scale, position and colours at random over a
+cluttered background, so the net must find the object at different scales, as on ImageNet. The files
 are written exactly as ILSVRC-2012 is distributed, so `ingest.ilsvrc2012` reads them with the
 very code that reads the real dataset:
 
@@ -13,6 +13,7 @@ very code that reads the real dataset:
 
 from __future__ import annotations
 
+import colorsys
 import math
 import os
 from dataclasses import dataclass
@@ -78,13 +79,13 @@ def _pattern(pattern: str, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     if pattern == "plain":
         return torch.zeros_like(u)
     if pattern == "banded":
-        return (torch.sin(v * 3 * math.pi) > 0).float()
+        return (torch.sin(v * 2 * math.pi) > 0).float()
     if pattern == "striped":
-        return (torch.sin(u * 3 * math.pi) > 0).float()
+        return (torch.sin(u * 2 * math.pi) > 0).float()
     if pattern == "checked":
-        return ((torch.sin(u * 3 * math.pi) > 0) ^ (torch.sin(v * 3 * math.pi) > 0)).float()
+        return ((torch.sin(u * 2 * math.pi) > 0) ^ (torch.sin(v * 2 * math.pi) > 0)).float()
     if pattern == "spotted":
-        return ((torch.remainder(u * 2.5, 1) - 0.5) ** 2 + (torch.remainder(v * 2.5, 1) - 0.5) ** 2 < 0.09).float()
+        return ((torch.remainder(u * 2, 1) - 0.5) ** 2 + (torch.remainder(v * 2, 1) - 0.5) ** 2 < 0.09).float()
     raise ValueError(pattern)
 
 
@@ -92,10 +93,22 @@ def _rand(g: torch.Generator, lo: float = 0.0, hi: float = 1.0, n: int = 1) -> t
     return lo + (hi - lo) * torch.rand(n, generator=g)
 
 
+def _object_colour(label: int, g: torch.Generator) -> torch.Tensor:
+    """A colour near the class's own hue, of random saturation and brightness.
+
+    Like ImageNet's classes, each class has typical colours that vary from image to image;
+    the hues of neighbouring labels are far apart (golden-ratio spacing), and many classes
+    share a hue, so shape and pattern still have to be learnt.
+    """
+    hue = (label * 0.618034 + float(_rand(g, -0.04, 0.04))) % 1.0
+    rgb = colorsys.hsv_to_rgb(hue, float(_rand(g, 0.5, 1.0)), float(_rand(g, 0.5, 1.0)))
+    return torch.tensor(rgb).view(3, 1, 1) * 255
+
+
 def render(label: int, g: torch.Generator, spec: EmbeddedSpec) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
     """One image (uint8, 3 x H x W) of class `label` and its object box (x1, y1, x2, y2)."""
     short = int(torch.randint(spec.min_side, spec.max_side + 1, (1,), generator=g))
-    aspect = float(_rand(g, 0.75, 1.5))  # long side / short side
+    aspect = float(_rand(g, 1.0, 1.5))  # long side / short side; orientation drawn below
     long_ = round(short * aspect)
     h, w = (short, long_) if bool(torch.rand(1, generator=g) < 0.5) else (long_, short)
     ys = torch.arange(h, dtype=torch.float32).view(h, 1).expand(h, w)
@@ -106,14 +119,14 @@ def render(label: int, g: torch.Generator, spec: EmbeddedSpec) -> tuple[torch.Te
     angle = float(_rand(g, 0, 2 * math.pi))
     t = ((xs * math.cos(angle) + ys * math.sin(angle)) / max(h, w) + 1) / 2
     img = c0 * (1 - t) + c1 * t
-    for _ in range(int(torch.randint(3, 9, (1,), generator=g))):
+    for _ in range(int(torch.randint(2, 6, (1,), generator=g))):
         bx, by = float(_rand(g, 0, w)), float(_rand(g, 0, h))
-        br = float(_rand(g, 0.04, 0.15)) * short
+        br = float(_rand(g, 0.03, 0.10)) * short
         blob = ((xs - bx) / br) ** 2 + ((ys - by) / (br * float(_rand(g, 0.5, 2)))) ** 2 <= 1
         img = torch.where(blob, _rand(g, 0, 255, 3).view(3, 1, 1), img)
 
-    # The object: scale 30-80% of the short side, anywhere it fits, a small tilt.
-    size = float(_rand(g, 0.3, 0.8)) * short
+    # The object: scale 40-90% of the short side, anywhere it fits, a small tilt.
+    size = float(_rand(g, 0.4, 0.9)) * short
     half = size / 2
     cx, cy = float(_rand(g, half, w - half)), float(_rand(g, half, h - half))
     tilt = float(_rand(g, -0.25, 0.25))
@@ -122,7 +135,7 @@ def render(label: int, g: torch.Generator, spec: EmbeddedSpec) -> tuple[torch.Te
     v = -du * math.sin(tilt) + dv * math.cos(tilt)
     shape, pattern = SHAPES[label % len(SHAPES)], PATTERNS[label // len(SHAPES)]
     inside = _shape_mask(shape, u, v)
-    colour = _rand(g, 0, 255, 3).view(3, 1, 1)
+    colour = _object_colour(label, g)
     second = (colour + 128) % 256  # a contrasting colour for the pattern
     surface = torch.where(_pattern(pattern, u, v).bool(), second, colour)
     img = torch.where(inside, surface, img)

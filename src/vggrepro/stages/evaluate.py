@@ -21,31 +21,34 @@ from vggrepro.stages.train import load_checkpoint
 
 
 @torch.inference_mode()
-def dense_posteriors(model: VGG, image: torch.Tensor, *, q: int, mean: torch.Tensor, flip: bool) -> torch.Tensor:
+def dense_posteriors(
+    model: VGG, image: torch.Tensor, *, q: int, mean: torch.Tensor, std: torch.Tensor, flip: bool
+) -> torch.Tensor:
     """Soft-max class posteriors (classes,) of one uint8 image at scale Q, in fp32."""
-    x = images.rescale(image, q).float().unsqueeze(0) - mean
+    x = (images.rescale(image, q).float().unsqueeze(0) - mean) / std
     if flip:
         x = torch.cat([x, x.flip(-1)])
     return torch.softmax(model(x).float(), dim=1).mean(dim=0)
 
 
-def load_model(path: str) -> VGG:
+def load_model(path: str) -> tuple[VGG, torch.Tensor, torch.Tensor]:
+    """The model and the (mean, std) its inputs were normalised with, as (1, 3, 1, 1) tensors."""
     checkpoint = load_checkpoint(path)
     model = VGG(ModelSpec(**checkpoint["spec"]))
     model.load_state_dict(checkpoint["state_dict"])
-    return model.eval()
+    mean, std = (torch.tensor(checkpoint["normalise"][k], dtype=torch.float32).view(1, 3, 1, 1) for k in ("mean", "std"))
+    return model.eval(), mean, std
 
 
 def run(params: Params, run_name: str) -> dict:
     run = params.runs[run_name]
-    model = load_model(paths.model(run_name))
+    model, mean, std = load_model(paths.model(run_name))
     entries = ingest.read_manifest(paths.MANIFEST, "val")
     root = Path(params.raw["data"]["root"])
-    mean = torch.tensor(io.read_json(paths.MEAN_RGB)["mean_rgb"], dtype=torch.float32).view(1, 3, 1, 1)
     q = params.pixels(run.single_scale_q)
     flip = params.raw["evaluate"].get("flip", True)
     posteriors = torch.stack(
-        [dense_posteriors(model, images.decode(root / e.path), q=q, mean=mean, flip=flip) for e in entries]
+        [dense_posteriors(model, images.decode(root / e.path), q=q, mean=mean, std=std, flip=flip) for e in entries]
     )
     labels = torch.tensor([e.label for e in entries])
     with io.atomic_path(paths.posteriors(run_name)) as tmp:

@@ -71,6 +71,10 @@ def _settings(params: Params) -> list[str]:
         f"- Width: conv layers x{m['width']}, FC1/FC2 {m['head_width']} channels (paper: x1, 4096).",
         f"- Training: batch {t['batch_size']}, {t['epochs']} epochs at a constant learning rate, runs starting "
         f"from another run at their own lr (paper: batch 256, 74 epochs, lr 1e-2 divided by 10 three times on plateaus).",
+        "- Preprocessing: " + (
+            "mean RGB subtracted and divided by the per-channel std (paper: mean subtracted only)."
+            if m.get("normalise", "mean") == "mean_std" else "mean RGB subtracted (as the paper)."
+        ),
         "- Augmentation: random crop and flip of the rescaled image; no PCA colour shift (paper: both).",
         "- Initialisation: " + "; ".join(f"{n} {r.init}" for n, r in runs.items() if r.init_run is None)
         + " (paper: A from N(0, 1e-2)); deeper nets copy A's first four conv and three FC layers (Sec. 3.1).",

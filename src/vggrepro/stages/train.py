@@ -47,6 +47,14 @@ def init_scheme(params: Params, run: Run) -> str:
     return params.runs[chain[-1]].init if chain else run.init
 
 
+def normalisation(params: Params) -> tuple[list[float], list[float]]:
+    """(mean, std) the inputs are normalised with: Sec. 2.1 subtracts the mean RGB only."""
+    moments = io.read_json(paths.MEAN_RGB)
+    if params.raw["model"].get("normalise", "mean") == "mean_std":
+        return moments["mean_rgb"], moments["std_rgb"]
+    return moments["mean_rgb"], [1.0, 1.0, 1.0]
+
+
 def load_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.exists():
@@ -90,13 +98,14 @@ def run(params: Params, run_name: str) -> dict:
 
     entries = ingest.read_manifest(paths.MANIFEST, "train")
     num_classes = len(ingest.read_classes(paths.CLASSES))
-    mean = io.read_json(paths.MEAN_RGB)["mean_rgb"]
+    mean, std = normalisation(params)
     batches = TrainBatches(
         images=images.decode_all(Path(params.raw["data"]["root"]), entries),
         labels=torch.tensor([e.label for e in entries]),
         scale=(params.pixels(run.scale[0]), params.pixels(run.scale[1])),
         crop=params.crop,
-        mean_rgb=mean,
+        mean=mean,
+        std=std,
         generator=g,
     )
     model, copied = build_model(params, run, num_classes, g)
@@ -118,6 +127,7 @@ def run(params: Params, run_name: str) -> dict:
         "spec": asdict(model.spec),
         "run": asdict(run),
         "copied_from_init": copied,
+        "normalise": {"mean": mean, "std": std},  # what evaluation must apply to its inputs
         "params": {k: params.raw[k] for k in ("seed", "model", "geometry", "train")},
         "metrics": {k: log[-1][k] for k in ("loss", "train_top1_err")},
         "provenance": io.provenance(),

@@ -1,0 +1,20 @@
+import pytest
+import torch
+
+from vggrepro.metrics import topk_error, true_class_rank
+
+
+def test_topk_error_counts_the_true_class_among_the_k_highest():
+    posteriors = torch.tensor([[0.7, 0.2, 0.1], [0.2, 0.3, 0.5], [0.1, 0.6, 0.3]])
+    labels = torch.tensor([0, 1, 0])
+    assert topk_error(posteriors, labels, 1) == pytest.approx(100 * 2 / 3)
+    assert topk_error(posteriors, labels, 2) == pytest.approx(100 * 1 / 3)
+    assert topk_error(posteriors, labels, 3) == 0
+
+
+def test_a_tie_with_the_true_class_counts_against_the_model():
+    posteriors = torch.tensor([[0.4, 0.4, 0.2]])
+    assert true_class_rank(posteriors, torch.tensor([0])).item() == 1
+    assert true_class_rank(posteriors, torch.tensor([1])).item() == 1
+    assert topk_error(posteriors, torch.tensor([1]), 1) == 100.0
+    assert topk_error(posteriors, torch.tensor([1]), 2) == 0.0
