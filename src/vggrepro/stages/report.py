@@ -41,6 +41,9 @@ def table3(params: Params) -> pd.DataFrame:
                 "top-5 err": ours["top5_err"],
                 "paper top-1": theirs[1] if theirs else None,
                 "paper top-5": theirs[2] if theirs else None,
+                "init": run.init,
+                "epochs": run.epochs,
+                "lr": f"{run.lr:g}",
             }
         )
     return pd.DataFrame(rows)
@@ -65,12 +68,16 @@ def _settings(params: Params) -> list[str]:
     crop = params.crop
     scaled = ", ".join(f"{s} -> {params.pixels(s)}" for s in sorted({s for r in runs.values() for s in r.scale}))
     m, t = raw["model"], raw["train"]
+    seen = {n: r.epochs + sum(runs[c].epochs for c in params.init_chain(n)) for n, r in runs.items()}
+    longest = max(seen, key=seen.get)
     lines = [
         f"- Data: {data_line}.",
         f"- Geometry: crop {crop} px (paper: {PAPER_CROP}); every S and Q scaled by {crop}/{PAPER_CROP} ({scaled} px).",
         f"- Width: conv layers x{m['width']}, FC1/FC2 {m['head_width']} channels (paper: x1, 4096).",
-        f"- Training: batch {t['batch_size']}, {t['epochs']} epochs at a constant learning rate, runs starting "
-        f"from another run at their own lr (paper: batch 256, 74 epochs, lr 1e-2 divided by 10 three times on plateaus).",
+        f"- Training: batch {t['batch_size']}, the epochs and constant learning rate of each run in the table "
+        "(paper: batch 256, 74 epochs, lr 1e-2 divided by 10 three times on plateaus). A run started from "
+        f"another adds its epochs to that run's ({longest} has seen {seen[longest]} counting its chain), so "
+        "rows differ in training length as well as in depth and scale.",
         "- Preprocessing: " + (
             "mean RGB subtracted and divided by the per-channel std (paper: mean subtracted only)."
             if m.get("normalise", "mean") == "mean_std" else "mean RGB subtracted (as the paper)."
@@ -89,10 +96,10 @@ def _markdown_table(df: pd.DataFrame) -> str:
     def cell(v) -> str:
         if v is None or (isinstance(v, float) and pd.isna(v)):
             return "-"
-        return f"{v:.2f}" if isinstance(v, float) else str(v)
+        return f"{v:.2f}" if isinstance(v, float) and not isinstance(v, bool) else str(v)
 
     head = "| " + " | ".join(df.columns) + " |"
-    rule = "|" + "|".join("---" if df[c].dtype == object else "---:" for c in df.columns) + "|"
+    rule = "|" + "|".join("---:" if pd.api.types.is_numeric_dtype(df[c]) else "---" for c in df.columns) + "|"
     body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.astype(object).itertuples(index=False)]
     return "\n".join([head, rule, *body])
 
@@ -108,7 +115,8 @@ def render(params: Params, t3: pd.DataFrame) -> str:
             "## Table 3: single-scale evaluation",
             "",
             "Dense evaluation at one test scale Q (Q = S for a fixed S, Q = 0.5 (S_min + S_max) for "
-            "a jittered S), our numbers beside the paper's (ILSVRC-2012 val).",
+            "a jittered S), our numbers beside the paper's (ILSVRC-2012 val). S and Q are in the paper's "
+            "pixels; the runs use them scaled to this geometry (below).",
             "",
             _markdown_table(t3),
             "",
