@@ -41,6 +41,11 @@ def write_json(path: str | Path, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+def write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
 def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text())
 
@@ -55,5 +60,5 @@ def provenance() -> dict[str, str]:
     for name in ("torch", "torchvision"):
         module = sys.modules.get(name)
         if module is not None:
-            info[name] = module.__version__
+            info[name] = str(module.__version__)  # torch.__version__ is a TorchVersion object
     return info

@@ -11,13 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from vggrepro import io, paths
 from vggrepro.data import images, ingest
 from vggrepro.metrics import topk_error
 from vggrepro.model import VGG, ModelSpec
 from vggrepro.params import Params
-from vggrepro.stages.train import load_checkpoint
+from vggrepro.stages.train import load_checkpoint, serialise
 
 
 @torch.inference_mode()
@@ -48,11 +49,14 @@ def run(params: Params, run_name: str) -> dict:
     q = params.pixels(run.single_scale_q)
     flip = params.raw["evaluate"].get("flip", True)
     posteriors = torch.stack(
-        [dense_posteriors(model, images.decode(root / e.path), q=q, mean=mean, std=std, flip=flip) for e in entries]
+        [
+            dense_posteriors(model, images.decode(root / e.path), q=q, mean=mean, std=std, flip=flip)
+            for e in tqdm(entries, desc=f"{run_name} dense Q={q}", leave=False, disable=None)
+        ]
     )
     labels = torch.tensor([e.label for e in entries])
-    with io.atomic_path(paths.posteriors(run_name)) as tmp:
-        torch.save({"posteriors": posteriors, "labels": labels, "paths": [e.path for e in entries]}, tmp)
+    saved = {"posteriors": posteriors, "labels": labels, "paths": [e.path for e in entries]}
+    io.write_bytes(paths.posteriors(run_name), serialise(saved))
     metrics = {
         "protocol": "dense single-scale" + (", flip-averaged" if flip else ""),
         "test_q": run.single_scale_q,

@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import time
 import zlib
+from io import BytesIO
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from vggrepro import io, paths
 from vggrepro.augment import TrainBatches
@@ -55,11 +57,19 @@ def normalisation(params: Params) -> tuple[list[float], list[float]]:
     return moments["mean_rgb"], [1.0, 1.0, 1.0]
 
 
+def serialise(obj) -> bytes:
+    """torch.save's bytes. Saved through a buffer: saved to a path, the archive would carry that
+    path's (temporary, random) name and the same weights would hash differently."""
+    buffer = BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
 def load_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such checkpoint; run its train stage first")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def build_model(params: Params, run: Run, num_classes: int, generator: torch.Generator) -> tuple[VGG, list[str]]:
@@ -72,10 +82,12 @@ def build_model(params: Params, run: Run, num_classes: int, generator: torch.Gen
     return model, copied
 
 
-def train_epoch(model, batches, optimizer, batch_size: int) -> dict[str, float]:
+def train_epoch(model, batches, optimizer, *, batch_size: int, desc: str) -> dict[str, float]:
     model.train()
     loss_sum, wrong, seen = 0.0, 0, 0
-    for x, y in batches.epoch(batch_size):
+    steps = -(-len(batches) // batch_size)
+    # disable=None: a progress bar on a terminal, nothing in logs
+    for x, y in tqdm(batches.epoch(batch_size), total=steps, desc=desc, leave=False, disable=None):
         logits = model(x)
         loss = F.cross_entropy(logits, y)
         optimizer.zero_grad(set_to_none=True)
@@ -116,11 +128,12 @@ def run(params: Params, run_name: str) -> dict:
     log = []
     for epoch in range(1, run.epochs + 1):
         start = time.perf_counter()
-        metrics = train_epoch(model, batches, optimizer, cfg["batch_size"])
+        metrics = train_epoch(model, batches, optimizer, batch_size=cfg["batch_size"], desc=f"{run_name} epoch {epoch}")
         seconds = time.perf_counter() - start
-        line = {"epoch": epoch, "lr": run.lr, **metrics, "images_per_s": len(batches) / seconds}
+        line = {"epoch": epoch, "lr": run.lr, **metrics}
         log.append(line)
-        print(json.dumps({"run": run_name, **line}), flush=True)
+        # Speed goes to the console only: the log file is a pure function of the inputs.
+        print(json.dumps({"run": run_name, **line, "images_per_s": round(len(batches) / seconds)}), flush=True)
     io.write_text(paths.train_log(run_name), "".join(json.dumps(x) + "\n" for x in log))
     checkpoint = {
         "state_dict": model.state_dict(),
@@ -132,6 +145,5 @@ def run(params: Params, run_name: str) -> dict:
         "metrics": {k: log[-1][k] for k in ("loss", "train_top1_err")},
         "provenance": io.provenance(),
     }
-    with io.atomic_path(paths.model(run_name)) as tmp:
-        torch.save(checkpoint, tmp)
+    io.write_bytes(paths.model(run_name), serialise(checkpoint))
     return {"run": run_name, **checkpoint["metrics"], "copied_from_init": copied}
