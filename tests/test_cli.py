@@ -1,0 +1,66 @@
+"""Stage commands on bad input: one line naming the thing and what was expected, no traceback."""
+
+import pytest
+import yaml
+
+from conftest import tiny_params, vggrepro
+from vggrepro import io
+
+
+@pytest.fixture
+def bare(tmp_path):
+    """A folder with a valid params.yaml and nothing built yet."""
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params()))
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["mean_rgb"], "data/manifest.csv: no such file; run the prepare stage first"),
+        (["train", "--run", "A_256"], "data/manifest.csv: no such file; run the prepare stage first"),
+        (["evaluate", "--run", "A_256"], "runs/A_256/model.pt: no such checkpoint; run its train stage first"),
+        (["train", "--run", "Z_999"], "runs.Z_999: no such run (expected one of A_256, B_256, B_jit)"),
+        (["report"], "runs/A_256/eval.json: no such file"),
+    ],
+)
+def test_missing_inputs_are_one_line(bare, args, expected):
+    done = vggrepro(*args, cwd=bare)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert expected in done.stderr, done.stderr
+
+
+def test_no_params_file_is_one_line(tmp_path):
+    done = vggrepro("prepare", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "vggrepro prepare: error: params.yaml: no such file; expected the project's params.yaml"
+
+
+def test_ilsvrc_source_without_a_dataset_is_one_line(bare):
+    params = tiny_params()
+    params["data"] = {"source": "ilsvrc2012", "root": "no/such/imagenet"}
+    (bare / "params.yaml").write_text(yaml.safe_dump(params))
+    done = vggrepro("prepare", cwd=bare)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "no/such/imagenet: no such folder; expected an ILSVRC-2012 tree" in done.stderr
+
+
+def test_an_interrupted_write_leaves_the_old_file_and_no_partial_one(tmp_path):
+    target = tmp_path / "out.json"
+    io.write_json(target, {"done": 1})
+    with pytest.raises(KeyboardInterrupt):
+        with io.atomic_path(target) as tmp:
+            tmp.write_text('{"half')
+            raise KeyboardInterrupt
+    assert io.read_json(target) == {"done": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_dvc_yaml_check_reports_a_stale_file(bare):
+    assert vggrepro("dvc-yaml", cwd=bare).returncode == 0
+    assert vggrepro("dvc-yaml", "--check", cwd=bare).returncode == 0
+    with open(bare / "dvc.yaml", "a") as f:
+        f.write("# edited by hand\n")
+    done = vggrepro("dvc-yaml", "--check", cwd=bare)
+    assert done.returncode == 1 and "dvc.yaml is stale" in done.stderr
