@@ -11,6 +11,7 @@ Every stage validates the whole params.yaml first. Errors are one line on stderr
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -47,8 +48,12 @@ def _model(args) -> int:
     from vggrepro.model import ModelSpec, count_params, weight_layers
 
     spec = ModelSpec(args.config, args.num_classes, args.width, args.head_width, args.crop)
-    info = {"config": spec.config, "params": count_params(spec), "weight_layers": weight_layers(spec), **{
-        k: getattr(spec, k) for k in ("num_classes", "width", "head_width", "crop")}}
+    info = {
+        "config": spec.config,
+        "params": count_params(spec),
+        "weight_layers": weight_layers(spec),
+        **{k: getattr(spec, k) for k in ("num_classes", "width", "head_width", "crop")},
+    }
     print(json.dumps(info) if args.json else "\n".join(f"{k}: {v}" for k, v in info.items()))
     return 0
 
@@ -68,23 +73,14 @@ def _dvc_yaml(args) -> int:
 
 
 def _stage(args) -> int:
-    import torch
-
-    params = load_params(args.params)
-    torch.set_num_threads(params.raw["threads"])  # results are bitwise repeatable per thread count
+    params = load_params(args.params)  # before importing torch: a bad file fails fast
     run = getattr(args, "run", None)
     if run is not None and run not in params.runs:
         raise ParamsError(f"{args.params}: runs.{run}: no such run (expected one of {', '.join(params.runs)})")
-    if args.command == "prepare":
-        from vggrepro.stages import prepare as stage
-    elif args.command == "mean_rgb":
-        from vggrepro.stages import mean_rgb as stage
-    elif args.command == "train":
-        from vggrepro.stages import train as stage
-    elif args.command == "evaluate":
-        from vggrepro.stages import evaluate as stage
-    else:
-        from vggrepro.stages import report as stage
+    import torch
+
+    torch.set_num_threads(params.raw["threads"])  # results are bitwise repeatable per thread count
+    stage = importlib.import_module(f"vggrepro.stages.{args.command}")
     result = stage.run(params, run) if run is not None else stage.run(params)
     print(json.dumps({"stage": args.command, **result}))
     return 0

@@ -136,12 +136,15 @@ def _check_semantics(p: Params) -> None:
             raise ParamsError(
                 f"{key}.init: {run.init!r} is neither a run of the grid nor one of {', '.join(INIT_SCHEMES)}"
             )
-    for name in runs:  # a chain longer than the grid has looped
+    for name in runs:  # follow each chain until it reaches a random scheme or comes back
         seen = [name]
         while (parent := runs[seen[-1]].init_run) is not None:
             if parent in seen:
                 cycle = " -> ".join(seen[seen.index(parent):] + [parent])
-                raise ParamsError(f"runs.{name}.init: initialisation cycle {cycle}; expected a chain ending in normal or glorot")
+                raise ParamsError(
+                    f"runs.{name}.init: initialisation cycle {cycle}; "
+                    f"expected a chain ending in one of {', '.join(INIT_SCHEMES)}"
+                )
             seen.append(parent)
     emb = p.raw["data"].get("embedded", {})
     if p.raw["data"]["source"] == "embedded" and emb.get("min_side", 72) > emb.get("max_side", 160):
@@ -155,9 +158,8 @@ def parse_params(raw: Any, path: str = "params.yaml") -> Params:
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
     validator = jsonschema.Draft202012Validator(schema())
-    errors = sorted(validator.iter_errors(raw), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
-    if errors:
-        best = jsonschema.exceptions.best_match(errors)
+    best = jsonschema.exceptions.best_match(validator.iter_errors(raw))
+    if best is not None:
         raise ParamsError(f"{path}: {_schema_message(best)}")
     params = Params(raw=raw, path=path)
     try:
