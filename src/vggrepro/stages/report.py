@@ -96,7 +96,7 @@ def _markdown_table(df: pd.DataFrame) -> str:
     def cell(v) -> str:
         if v is None or (isinstance(v, float) and pd.isna(v)):
             return "-"
-        return f"{v:.2f}" if isinstance(v, float) and not isinstance(v, bool) else str(v)
+        return f"{v:.2f}" if isinstance(v, float) else str(v)
 
     head = "| " + " | ".join(df.columns) + " |"
     rule = "|" + "|".join("---:" if pd.api.types.is_numeric_dtype(df[c]) else "---" for c in df.columns) + "|"
