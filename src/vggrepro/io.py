@@ -11,6 +11,7 @@ import os
 import sys
 import tempfile
 from contextlib import contextmanager
+from io import BytesIO
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -44,6 +45,16 @@ def write_json(path: str | Path, obj: Any) -> None:
 def write_bytes(path: str | Path, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+def write_torch(path: str | Path, obj: Any) -> None:
+    """torch.save, atomically. Saved through a buffer: saved to a path, the archive would carry
+    that path's (temporary, random) name and the same tensors would hash differently."""
+    import torch  # here, not at the top: the engines import this package and need no torch
+
+    buffer = BytesIO()
+    torch.save(obj, buffer)
+    write_bytes(path, buffer.getvalue())
 
 
 def read_json(path: str | Path) -> Any:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from vggrepro.params import INIT_SCHEMES, PAPER_CROP
+
 # Table 1. Each inner list is one block ending in a 2x2/2 max-pool. An int is a 3x3 conv
 # with that many output channels, "c1-N" a 1x1 conv (config C), "LRN" AlexNet's local
 # response normalisation (config A-LRN).
@@ -34,13 +36,11 @@ TABLE1: dict[str, list[list[int | str]]] = {
 }
 CONFIGS = tuple(TABLE1)
 DOWNSAMPLING = 32  # five 2x2/2 max-pools
-PAPER_CROP = 224  # Sec. 2.1: fixed-size 224 x 224 training crops
 PAPER_HEAD_WIDTH = 4096  # Table 1: FC-4096, FC-4096
 # The first four conv layers of A, copied into deeper nets (Sec. 3.1); named by block and
 # position, so they land on the layer of the same block and position, where shapes match.
 A_LAYERS_COPIED = ("conv1_1", "conv2_1", "conv3_1", "conv3_2")
 HEAD_LAYERS = ("fc6", "fc7", "fc8")
-INIT_SCHEMES = ("normal", "glorot", "kaiming")
 
 
 @dataclass(frozen=True)
@@ -118,10 +118,6 @@ class VGG(nn.Module):
         return self.score_map(x).mean(dim=(2, 3))
 
 
-def conv_layers(model: VGG) -> list[str]:
-    return [n for n, m in model.features.named_children() if isinstance(m, nn.Conv2d)]
-
-
 def weight_layers(spec: ModelSpec) -> int:
     """Conv layers plus the three FC layers: 11, 11, 13, 16, 16, 19 for A .. E."""
     convs = sum(1 for block in TABLE1[spec.config] for item in block if item != "LRN")
@@ -144,7 +140,7 @@ def init_weights(model: VGG, scheme: str, generator: torch.Generator) -> None:
       the paper; with inputs of unit variance it keeps the narrow nets of the CPU default off
       the plateau (constant output, loss ln(classes)) where the other schemes sat for epochs.
     """
-    for name, m in model.named_modules():
+    for m in model.modules():
         if not isinstance(m, nn.Conv2d):
             continue
         if scheme == "normal":

@@ -8,7 +8,7 @@ This module imports no torch: Snakemake and DVC parse it on every call.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ import jsonschema
 import yaml
 
 PAPER_CROP = 224  # Sec. 2.1; geometry.crop / PAPER_CROP scales every S and Q
-INIT_SCHEMES = ("normal", "glorot", "kaiming")  # as vggrepro.model.INIT_SCHEMES (no torch import here)
+INIT_SCHEMES = ("normal", "glorot", "kaiming")  # random initialisations, vggrepro.model.init_weights
 
 
 class ParamsError(ValueError):
@@ -64,7 +64,7 @@ class Params:
     raw: dict[str, Any]
     path: str
 
-    @property
+    @cached_property
     def runs(self) -> dict[str, Run]:
         train = self.raw["train"]
         return {

@@ -7,10 +7,6 @@ RESULTS_MD = "reports/results.md"
 METRICS_JSON = "reports/metrics.json"
 
 
-def run_dir(run: str) -> str:
-    return f"runs/{run}"
-
-
 def model(run: str) -> str:
     return f"runs/{run}/model.pt"
 

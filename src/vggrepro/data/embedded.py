@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import colorsys
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,9 +149,9 @@ def _image_seed(spec: EmbeddedSpec, split: str, label: int, k: int) -> int:
 
 
 def _write(path: Path, img: torch.Tensor) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(encode_jpeg(img, quality=JPEG_QUALITY).numpy().tobytes())
-    os.replace(tmp, path)
+    # No temporary file per image: the prepare stage generates the whole tree in a temporary
+    # folder and renames it into place, so a killed run leaves no partial dataset.
+    path.write_bytes(encode_jpeg(img, quality=JPEG_QUALITY).numpy().tobytes())
 
 
 def _val_order(spec: EmbeddedSpec) -> list[tuple[int, int]]:

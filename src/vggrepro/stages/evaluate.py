@@ -18,7 +18,7 @@ from vggrepro.data import images, ingest
 from vggrepro.metrics import topk_error
 from vggrepro.model import VGG, ModelSpec
 from vggrepro.params import Params
-from vggrepro.stages.train import load_checkpoint, serialise
+from vggrepro.stages.train import load_checkpoint
 
 
 @torch.inference_mode()
@@ -56,7 +56,7 @@ def run(params: Params, run_name: str) -> dict:
     )
     labels = torch.tensor([e.label for e in entries])
     saved = {"posteriors": posteriors, "labels": labels, "paths": [e.path for e in entries]}
-    io.write_bytes(paths.posteriors(run_name), serialise(saved))
+    io.write_torch(paths.posteriors(run_name), saved)
     metrics = {
         "protocol": "dense single-scale" + (", flip-averaged" if flip else ""),
         "test_q": run.single_scale_q,

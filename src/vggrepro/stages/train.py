@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import time
 import zlib
-from io import BytesIO
 from dataclasses import asdict
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from vggrepro import io, paths
 from vggrepro.augment import TrainBatches
 from vggrepro.data import images, ingest
 from vggrepro.model import VGG, ModelSpec, init_weights, transfer_from
-from vggrepro.params import INIT_SCHEMES, Params, Run
+from vggrepro.params import Params, Run
 
 
 def run_seed(params: Params, run: str) -> int:
@@ -57,14 +56,6 @@ def normalisation(params: Params) -> tuple[list[float], list[float]]:
     return moments["mean_rgb"], [1.0, 1.0, 1.0]
 
 
-def serialise(obj) -> bytes:
-    """torch.save's bytes. Saved through a buffer: saved to a path, the archive would carry that
-    path's (temporary, random) name and the same weights would hash differently."""
-    buffer = BytesIO()
-    torch.save(obj, buffer)
-    return buffer.getvalue()
-
-
 def load_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.exists():
@@ -76,8 +67,8 @@ def build_model(params: Params, run: Run, num_classes: int, generator: torch.Gen
     model = VGG(model_spec(params, run, num_classes))
     init_weights(model, init_scheme(params, run), generator)
     copied: list[str] = []
-    if run.init not in INIT_SCHEMES:  # Sec. 3.1: start from a shallower or lower-scale net
-        source = load_checkpoint(paths.model(run.init))
+    if run.init_run is not None:  # Sec. 3.1: start from a shallower or lower-scale net
+        source = load_checkpoint(paths.model(run.init_run))
         copied = transfer_from(model, source["state_dict"], source["run"]["config"])
     return model, copied
 
@@ -145,5 +136,5 @@ def run(params: Params, run_name: str) -> dict:
         "metrics": {k: log[-1][k] for k in ("loss", "train_top1_err")},
         "provenance": io.provenance(),
     }
-    io.write_bytes(paths.model(run_name), serialise(checkpoint))
+    io.write_torch(paths.model(run_name), checkpoint)
     return {"run": run_name, **checkpoint["metrics"], "copied_from_init": copied}
