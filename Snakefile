@@ -1,23 +1,26 @@
 # The stage graph for Snakemake: one rule per stage of vggrepro's stage registry, the same
 # registry dvc.yaml is rendered from, so both engines run the same commands under the same
-# names. params.yaml is validated here, before any job starts.
+# names. At parse time, before any job starts, vggrepro.guard validates params.yaml and the
+# workspace and writes each stage's knob file (an input of the stage: a changed value reruns
+# exactly the stages that read it), and vggrepro.timesync lets outputs that DVC restored and
+# holds current count as current here too.
 #
 #     snakemake --cores 2
-#     snakemake --profile workflow/profiles/slurm     (a cluster, with the SLURM executor plugin)
+#     snakemake --profile workflow/profiles/local
 #
 # Snakemake's --config does not reach the stages, which read params.yaml themselves: edit
 # params.yaml instead (or use `dvc exp run -S key=value`).
 import sys
 
-from vggrepro import registry
-from vggrepro.params import ParamsError, load_params
+from vggrepro import registry, timesync
+from vggrepro.guard import guard
+from vggrepro.params import ParamsError
 
 try:
-    PARAMS = load_params("params.yaml")
+    PARAMS, STAGES = guard(dvc_yaml=False)
 except ParamsError as err:
     sys.exit(f"snakemake: error: {err}")
-
-STAGES = registry.build(PARAMS)
+timesync.align(STAGES)
 
 
 rule all:

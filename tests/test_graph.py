@@ -49,8 +49,18 @@ def test_dvc_lists_the_registry_stages():
 
 
 def test_snakemake_lists_the_registry_stages_plus_all():
+    """Every stage but DVC's validate, which the Snakefile runs at parse time instead."""
     listed = run(tool("snakemake"), "--list-rules").split()
-    assert sorted(listed) == sorted([s.name for s in registry_stages()] + ["all"])
+    assert sorted(listed) == sorted([s.name for s in registry.snakemake_stages(registry_stages())] + ["all"])
+
+
+def test_dvc_validates_before_every_other_stage():
+    """validate is DVC's first stage and every other stage reads one of its outputs."""
+    stages = registry_stages()
+    assert stages[0].name == registry.VALIDATE and stages[0].dvc_only
+    assert [s.name for s in stages if s.dvc_only] == [registry.VALIDATE]
+    fed = {consumer for producer, consumer in registry_edges(stages) if producer == registry.VALIDATE}
+    assert fed == {s.name for s in stages[1:]}
 
 
 def test_both_engines_draw_the_registry_graph():
@@ -60,14 +70,15 @@ def test_both_engines_draw_the_registry_graph():
     dvc = dot_edges(run(tool("dvc"), "dag", "--dot"), names)
     snake = dot_edges(run(tool("snakemake"), "--rulegraph", "--cores", "1", "--forceall"), names)
     assert dvc == expected, f"DVC differs: missing {expected - dvc}, extra {dvc - expected}"
-    assert snake == expected, f"Snakemake differs: missing {expected - snake}, extra {snake - expected}"
+    without_validate = {e for e in expected if registry.VALIDATE not in e}
+    assert snake == without_validate, f"Snakemake differs: missing {without_validate - snake}, extra {snake - without_validate}"
 
 
 def test_snakemake_plans_every_stage_once(tmp_path):
     """A forced dry run plans each registry stage exactly once, with the registry's command."""
     out = run(tool("snakemake"), "-n", "--forceall", "--cores", "2", "-p")
     planned = re.findall(r"^(?:local)?rule (\w+):", out, flags=re.M)
-    stages = registry_stages()
+    stages = registry.snakemake_stages(registry_stages())
     assert sorted(planned) == sorted([s.name for s in stages] + ["all"])
     for s in stages:
         assert re.search(rf"(^\s*|Shell command: ){re.escape(s.cmd)}\s*$", out, flags=re.M), f"{s.name}: {s.cmd!r} not planned"

@@ -2,7 +2,7 @@
 
     vggrepro prepare | mean_rgb | train --run R | evaluate --run R | report
     vggrepro model --config E --num-classes 1000 --json
-    vggrepro validate            check params.yaml
+    vggrepro validate            check params.yaml, the workspace and dvc.yaml
     vggrepro dvc-yaml [--check]  render dvc.yaml from the stage registry
 
 Every stage validates the whole params.yaml first. Errors are one line on stderr, exit 2.
@@ -38,7 +38,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--head-width", type=int, default=4096)
     p.add_argument("--crop", type=int, default=224)
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    sub.add_parser("validate", help="check params.yaml and print a summary of the grid")
+    p = sub.add_parser("validate", help="check params.yaml, the workspace and dvc.yaml; print a summary of the grid")
+    p.add_argument("--write-knobs", action="store_true", help="also write each stage's knob file (DVC's first stage)")
     p = sub.add_parser("dvc-yaml", help="render dvc.yaml from the stage registry")
     p.add_argument("--check", action="store_true", help="exit 1 if dvc.yaml on disk differs")
     return parser
@@ -72,6 +73,19 @@ def _dvc_yaml(args) -> int:
     return 0
 
 
+def _validate(args) -> int:
+    from vggrepro import guard, registry, workspace
+
+    if args.write_knobs:
+        params, _ = guard.guard(args.params)
+    else:
+        params = load_params(args.params)
+        workspace.check(params)
+        guard.check_dvc_yaml(registry.build(params))
+    print(f"{args.params}: valid; {len(params.runs)} runs: {', '.join(params.runs)}")
+    return 0
+
+
 def _stage(args) -> int:
     params = load_params(args.params)  # before importing torch: a bad file fails fast
     run = getattr(args, "run", None)
@@ -94,9 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "model":
             return _model(args)
         if args.command == "validate":
-            params = load_params(args.params)
-            print(f"{args.params}: valid; {len(params.runs)} runs: {', '.join(params.runs)}")
-            return 0
+            return _validate(args)
         if args.command == "dvc-yaml":
             return _dvc_yaml(args)
         return _stage(args)

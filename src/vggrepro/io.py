@@ -1,11 +1,14 @@
 """Atomic output writing and provenance.
 
 Every output is written to a temporary file beside it and renamed into place, so a killed
-stage never leaves a half-written file that the next run takes for done.
+stage never leaves a half-written file that the next run takes for done. A file that already
+holds the same bytes is left untouched, its modification time too: Snakemake decides on file
+times, so a stage run again by hand does not make it rerun everything downstream.
 """
 
 from __future__ import annotations
 
+import filecmp
 import json
 import os
 import sys
@@ -27,7 +30,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
-        os.replace(tmp, path)
+        if not (path.is_file() and filecmp.cmp(tmp, path, shallow=False)):
+            os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

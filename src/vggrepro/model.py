@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -57,8 +58,16 @@ class ModelSpec:
     def __post_init__(self) -> None:
         if self.config not in TABLE1:
             raise ValueError(f"config {self.config!r} is not one of {', '.join(CONFIGS)}")
-        if self.crop % DOWNSAMPLING:
-            raise ValueError(f"crop {self.crop} is not a multiple of {DOWNSAMPLING}")
+        if not (isinstance(self.crop, int) and self.crop >= DOWNSAMPLING and self.crop % DOWNSAMPLING == 0):
+            raise ValueError(f"crop {self.crop!r} is not a positive multiple of {DOWNSAMPLING}")
+        if not (isinstance(self.num_classes, int) and self.num_classes >= 1):
+            raise ValueError(f"num_classes {self.num_classes!r} is not a positive integer")
+        if not (isinstance(self.head_width, int) and self.head_width >= 1):
+            raise ValueError(f"head_width {self.head_width!r} is not a positive integer")
+        if not (isinstance(self.width, (int, float)) and 0 < self.width < float("inf")):
+            raise ValueError(f"width {self.width!r} is not a positive finite multiplier (1.0 is Table 1)")
+        if not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
+            raise ValueError(f"dropout {self.dropout!r} is not in [0, 1)")
 
 
 def conv_width(channels: int, width: float) -> int:
@@ -179,3 +188,11 @@ def transfer_from(model: VGG, source_state: dict[str, torch.Tensor], source_conf
         copied.append(layer)
     model.load_state_dict(target)
     return sorted(set(copied))
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """A project checkpoint (weights, spec, run, normalisation), tensors on the CPU."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such checkpoint; run its train stage first")
+    return torch.load(path, map_location="cpu", weights_only=True)

@@ -1,12 +1,18 @@
 """params.yaml: loading, validation and typed access.
 
-Both engines call `load_params` before any work starts (the Snakefile at parse time, every
-stage command at its start), so a bad file stops with one line naming the key and the value.
-This module imports no torch: Snakemake and DVC parse it on every call.
+Both engines call `load_params` before any work starts (the Snakefile at parse time, DVC's
+first stage `validate`, every stage command at its start), so a bad file stops with one line
+naming the key and the value. This module imports no torch: Snakemake parses it on every call.
+
+One reading of the file everywhere: YAML 1.2, as DVC reads it (ruamel.yaml, the reader DVC
+itself uses): `1e-3` is a float, `yes` a string; a duplicated key is refused, as DVC refuses
+it; NaN and infinities are refused; an integer key takes integers only (32.0 is refused, not
+coerced, so no engine can read it differently).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cache, cached_property
 from importlib.resources import files
@@ -14,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.constructor import DuplicateKeyError
+from ruamel.yaml.error import MarkedYAMLError
 
 PAPER_CROP = 224  # Sec. 2.1; geometry.crop / PAPER_CROP scales every S and Q
 INIT_SCHEMES = ("normal", "glorot", "kaiming")  # random initialisations, vggrepro.model.init_weights
@@ -24,9 +32,32 @@ class ParamsError(ValueError):
     """A params.yaml problem, phrased as one line that names the key and the value."""
 
 
+def read_yaml(text: str):
+    """YAML 1.2 (ruamel.yaml's safe loader), refusing duplicate keys. Raises MarkedYAMLError."""
+    return YAML(typ="safe", pure=True).load(text)
+
+
 @cache
 def schema() -> dict:
-    return yaml.safe_load(files("vggrepro").joinpath("params.schema.yaml").read_text())
+    return read_yaml(files("vggrepro").joinpath("params.schema.yaml").read_text())
+
+
+# JSON Schema's "integer" admits 32.0 and its "number" admits NaN; neither is what a params
+# file means, so both types are narrowed here (booleans stay excluded, as the draft says).
+def _is_integer(checker, value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(checker, value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+_Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many(
+        {"integer": _is_integer, "number": _is_number}
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -96,8 +127,26 @@ class Params:
         return chain
 
 
+# Folders and files the stages write; an embedded data.root must not be or hold any of them,
+# nor lie above them (prepare replaces the whole folder it generates).
+PROJECT_OUTPUTS = ("data/manifest.csv", "data/classes.csv", "data/mean_rgb.json", "runs", "reports", ".vggrepro")
+PROJECT_INPUTS = ("params.yaml", "dvc.yaml", "Snakefile", "src", "workflow", "tests", ".dvc", ".git")
+
+
 def _scale_pair(scale: int | list[int]) -> tuple[int, int]:
     return (scale, scale) if isinstance(scale, int) else (scale[0], scale[1])
+
+
+def _non_finite(node, where: tuple = ()) -> tuple | None:
+    """The key path of the first NaN or infinite number, or None."""
+    if isinstance(node, float) and not math.isfinite(node):
+        return where
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in items:
+        found = _non_finite(value, (*where, key))
+        if found is not None:
+            return found
+    return None
 
 
 def _dotted(path) -> str:
@@ -115,6 +164,8 @@ def _schema_message(err: jsonschema.ValidationError) -> str:
         return f"{where}: {err.message}"
     if err.validator == "propertyNames":
         return f"{where}: run name {err.instance!r} must be letters, digits and _ and start with a letter"
+    if err.validator == "type" and err.validator_value == "integer" and isinstance(err.instance, float):
+        return f"{where}: {err.instance!r} is not an integer (write {int(err.instance)})" if err.instance.is_integer() else f"{where}: {err.instance!r} is not an integer"
     if where.endswith(".scale"):
         return f"{where}: {err.instance!r} is not a training scale (expected an integer S or [S_min, S_max])"
     return f"{where}: {err.instance!r} is invalid: {err.message}"
@@ -146,6 +197,7 @@ def _check_semantics(p: Params) -> None:
                     f"expected a chain ending in one of {', '.join(INIT_SCHEMES)}"
                 )
             seen.append(parent)
+    _check_embedded_root(p.raw["data"])
     emb = p.raw["data"].get("embedded", {})
     if p.raw["data"]["source"] == "embedded" and emb.get("min_side", 72) > emb.get("max_side", 160):
         raise ParamsError(
@@ -153,12 +205,33 @@ def _check_semantics(p: Params) -> None:
         )
 
 
+def _check_embedded_root(data: dict) -> None:
+    """The generator replaces data.root wholesale: it must be a folder of its own."""
+    if data["source"] != "embedded":
+        return
+    root = Path(data["root"]).expanduser()
+    if root.is_absolute():
+        return  # outside the project; prepare still refuses a folder it did not make
+    parts = Path(*[p for p in root.parts if p != "."]).parts
+    if not parts or ".." in parts:
+        raise ParamsError(f"data.root: {data['root']!r} is not a folder inside the project; expected e.g. data/embedded")
+    for taken in PROJECT_OUTPUTS + PROJECT_INPUTS:
+        t = Path(taken).parts
+        if parts[: len(t)] == t or t[: len(parts)] == parts:
+            raise ParamsError(
+                f"data.root: {data['root']!r} overlaps the project's {taken!r}; "
+                f"the embedded generator needs a folder of its own, e.g. data/embedded"
+            )
+
+
 def parse_params(raw: Any, path: str = "params.yaml") -> Params:
     """Validates an already-loaded params mapping; raises ParamsError with one line."""
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
-    validator = jsonschema.Draft202012Validator(schema())
-    best = jsonschema.exceptions.best_match(validator.iter_errors(raw))
+    bad = _non_finite(raw)
+    if bad is not None:
+        raise ParamsError(f"{path}: {_dotted(bad)}: {lookup(raw, bad)!r} is not a finite number")
+    best = jsonschema.exceptions.best_match(_Validator(schema()).iter_errors(raw))
     if best is not None:
         raise ParamsError(f"{path}: {_schema_message(best)}")
     params = Params(raw=raw, path=path)
@@ -176,10 +249,24 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     except FileNotFoundError:
         raise ParamsError(f"{path}: no such file; expected the project's params.yaml") from None
     try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
+        raw = read_yaml(text)
+    except DuplicateKeyError as err:
+        key = err.problem.split('"')[1] if '"' in err.problem else err.problem
+        raise ParamsError(
+            f"{path}: duplicate key {key!r} at line {err.problem_mark.line + 1}; expected each key once "
+            "(YAML keeps only the last copy, DVC refuses the file)"
+        ) from None
+    except MarkedYAMLError as err:
+        mark = err.problem_mark
         where = f" at line {mark.line + 1}" if mark else ""
-        raise ParamsError(f"{path}: not valid YAML{where}: {getattr(err, 'problem', err)}") from None
+        raise ParamsError(f"{path}: not valid YAML{where}: {err.problem or err}") from None
     return parse_params(raw, str(path))
+
+
+def lookup(raw, keys) -> Any:
+    """raw[k1][k2]..., keys a dotted string or a sequence of keys."""
+    value = raw
+    for part in keys.split(".") if isinstance(keys, str) else keys:
+        value = value[part]
+    return value
 

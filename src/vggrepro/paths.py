@@ -21,3 +21,13 @@ def posteriors(run: str) -> str:
 
 def eval_metrics(run: str) -> str:
     return f"runs/{run}/eval.json"
+
+
+# One small file per stage holding the values of the params.yaml keys it reads, rewritten only
+# when they change: an input of the stage in both engines, so a knob change reruns exactly the
+# stages that read it (Snakemake decides on file times, DVC on hashes).
+KNOBS_DIR = ".vggrepro/knobs"
+
+
+def knobs(stage: str) -> str:
+    return f"{KNOBS_DIR}/{stage}.json"

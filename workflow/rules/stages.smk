@@ -1,11 +1,13 @@
 # One rule per stage of vggrepro.registry (STAGES and PARAMS come from the Snakefile);
-# nothing here names a stage by hand.
+# nothing here names a stage by hand. DVC's `validate` stage has no rule: the Snakefile
+# runs the same checks at parse time.
 
-for _stage in STAGES:
+for _stage in registry.snakemake_stages(STAGES):
 
     # The command is bound through params, not written in shell:, because a rule defined in
-    # a loop would otherwise run the last stage's command. `knobs` holds the values of the
-    # params.yaml keys the stage reads, so changing one reruns the rule, as DVC does.
+    # a loop would otherwise run the last stage's command. The stage's params.yaml values
+    # reach it as an input, its knob file, so Snakemake reruns it when one changes, even
+    # after DVC made the outputs (Snakemake has no record of those).
     rule:
         name:
             _stage.name
@@ -15,7 +17,6 @@ for _stage in STAGES:
             [directory(o.path) if o.directory else o.path for o in _stage.outs],
         params:
             cmd=_stage.cmd,
-            knobs=registry.knobs(PARAMS, _stage),
         threads: PARAMS.raw["threads"]
         shell:
             "{params.cmd}"

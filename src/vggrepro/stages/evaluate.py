@@ -16,9 +16,8 @@ from tqdm import tqdm
 from vggrepro import io, paths
 from vggrepro.data import images, ingest
 from vggrepro.metrics import topk_error
-from vggrepro.model import VGG, ModelSpec
+from vggrepro.model import VGG, ModelSpec, load_checkpoint
 from vggrepro.params import Params
-from vggrepro.stages.train import load_checkpoint
 
 
 @torch.inference_mode()

@@ -1,15 +1,20 @@
 """prepare: the dataset as a manifest (split, path, wnid, label) and a class list.
 
 With data.source "embedded" the embedded dataset is first generated into data.root; then,
-whatever the source, the tree is read by the same ILSVRC-2012 ingestion code.
+whatever the source, the tree is read by the same ILSVRC-2012 ingestion code. The generator
+writes only into a new folder or one it made before (vggrepro.workspace), never elsewhere.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
-from vggrepro import io, paths
+from vggrepro import io, paths, workspace
 from vggrepro.data import embedded, ingest
 from vggrepro.params import Params
 
@@ -20,16 +25,34 @@ def embedded_spec(params: Params) -> embedded.EmbeddedSpec:
 
 def run(params: Params) -> dict[str, int]:
     data = params.raw["data"]
-    root = Path(data["root"])
+    root = workspace.data_root(params)
     if data["source"] == "embedded":
-        # Generated afresh into a temporary folder, so a killed run leaves no partial set.
-        tmp = root.with_name(root.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        embedded.generate(embedded_spec(params), tmp)
-        shutil.rmtree(root, ignore_errors=True)
-        tmp.rename(root)
+        generate_into(root, embedded_spec(params))
     entries, synsets = ingest.ilsvrc2012(root)
     io.write_text(paths.CLASSES, ingest.classes_csv(synsets))
     io.write_text(paths.MANIFEST, ingest.manifest_csv(entries))
     counts = {split: sum(e.split == split for e in entries) for split in ("train", "val")}
     return {"classes": len(synsets), **counts}
+
+
+def generate_into(root: Path, spec: embedded.EmbeddedSpec) -> None:
+    """Generates the embedded set into a fresh folder beside root, then swaps it in.
+
+    A killed run leaves root as it was (plus a hidden temporary folder of its own); the old
+    folder is removed only after the check that the generator made it and nothing else is in it.
+    """
+    workspace.check_generated_root(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.partial-", dir=root.parent))
+    try:
+        embedded.generate(spec, tmp)
+        (tmp / workspace.MARKER).write_text(json.dumps(asdict(spec), sort_keys=True) + "\n")
+        old = None
+        if root.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-", dir=root.parent))
+            os.replace(root, old / root.name)
+        os.replace(tmp, root)
+        if old is not None:
+            shutil.rmtree(old)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

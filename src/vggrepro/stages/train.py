@@ -21,7 +21,7 @@ from tqdm import tqdm
 from vggrepro import io, paths
 from vggrepro.augment import TrainBatches
 from vggrepro.data import images, ingest
-from vggrepro.model import VGG, ModelSpec, init_weights, transfer_from
+from vggrepro.model import VGG, ModelSpec, init_weights, load_checkpoint, transfer_from
 from vggrepro.params import Params, Run
 
 
@@ -54,13 +54,6 @@ def normalisation(params: Params) -> tuple[list[float], list[float]]:
     if params.raw["model"].get("normalise", "mean") == "mean_std":
         return moments["mean_rgb"], moments["std_rgb"]
     return moments["mean_rgb"], [1.0, 1.0, 1.0]
-
-
-def load_checkpoint(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such checkpoint; run its train stage first")
-    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def build_model(params: Params, run: Run, num_classes: int, generator: torch.Generator) -> tuple[VGG, list[str]]:
