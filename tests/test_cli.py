@@ -64,3 +64,20 @@ def test_dvc_yaml_check_reports_a_stale_file(bare):
         f.write("# edited by hand\n")
     done = vggrepro("dvc-yaml", "--check", cwd=bare)
     assert done.returncode == 1 and "dvc.yaml is stale" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--width", "0"], "width 0.0 is not a positive finite multiplier"),
+        (["--width", "-1"], "width -1.0 is not a positive finite multiplier"),
+        (["--width", "nan"], "width nan is not a positive finite multiplier"),
+        (["--crop", "0"], "crop 0 is not a positive multiple of 32"),
+        (["--num-classes", "0"], "num_classes 0 is not a positive integer"),
+        (["--head-width", "0"], "head_width 0 is not a positive integer"),
+    ],
+)
+def test_model_refuses_impossible_shapes_in_one_line(tmp_path, args, expected):
+    done = vggrepro("model", "--config", "E", *args, cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().startswith(f"vggrepro model: error: {expected}"), done.stderr

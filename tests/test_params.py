@@ -110,3 +110,42 @@ def test_a_valid_edit_is_not_mutated():
     snapshot = copy.deepcopy(raw)
     parse_params(raw)
     assert raw == snapshot
+
+
+def load_text(tmp_path, edit) -> object:
+    """load_params on the tiny params as YAML text after a textual edit."""
+    text = edit(yaml.safe_dump(tiny_params(), sort_keys=False))
+    (tmp_path / "params.yaml").write_text(text)
+    return load_params(tmp_path / "params.yaml")
+
+
+def test_yaml_1_2_as_dvc_reads_it(tmp_path):
+    """`1e-3` is a float (PyYAML's YAML 1.1 reads a string); `yes` is a string, not true."""
+    params = load_text(tmp_path, lambda t: t.replace("lr: 0.01,", "lr: 1e-3,").replace("lr: 0.01\n", "lr: 1e-3\n"))
+    assert params.raw["train"]["lr"] == 0.001 and params.runs["A_256"].lr == 0.001
+    with pytest.raises(ParamsError, match=r"evaluate\.flip: 'yes' is invalid"):
+        load_text(tmp_path, lambda t: t.replace("flip: true", "flip: yes"))
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda t: t.replace("runs:\n", "runs:\n  B_jit: {config: A, scale: 256, init: glorot}\n"), "duplicate key 'B_jit' at line"),
+        (lambda t: t + "seed: 1\n", "duplicate key 'seed' at line"),
+        (lambda t: t.replace("lr: 0.01", "lr: .nan"), "train.lr: nan is not a finite number"),
+        (lambda t: t.replace("lr: 0.01", "lr: -.inf"), "train.lr: -inf is not a finite number"),
+        (lambda t: t.replace("width: 0.0625", "width: .NaN"), "model.width: nan is not a finite number"),
+        (lambda t: t.replace("batch_size: 16", "batch_size: 16.0"), "train.batch_size: 16.0 is not an integer (write 16)"),
+        (lambda t: t.replace("head_width: 16", "head_width: 16.5"), "model.head_width: 16.5 is not an integer"),
+        (lambda t: t.replace("threads: 2", "threads: 2.0"), "threads: 2.0 is not an integer (write 2)"),
+        (lambda t: t.replace("threads: 2", "threads: true"), "threads: True is invalid"),
+        (lambda t: t.replace("root: data/embedded", "root: runs/data"), "data.root: 'runs/data' overlaps the project's 'runs'"),
+        (lambda t: t.replace("root: data/embedded", "root: data"), "data.root: 'data' overlaps the project's 'data/manifest.csv'"),
+        (lambda t: t.replace("root: data/embedded", "root: ."), "data.root: '.' is not a folder inside the project"),
+        (lambda t: t.replace("root: data/embedded", "root: ../elsewhere"), "data.root: '../elsewhere' is not a folder inside the project"),
+    ],
+)
+def test_one_reading_of_params_yaml(tmp_path, edit, expected):
+    with pytest.raises(ParamsError) as err:
+        load_text(tmp_path, edit)
+    assert expected in str(err.value) and "\n" not in str(err.value), str(err.value)

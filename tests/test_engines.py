@@ -1,0 +1,168 @@
+"""One finished tiny workspace, two engines: bad params touch nothing, and both engines make the
+same rerun decisions after each other's runs, after a restore from DVC's cache and after a
+stage is run again by hand."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import make_project, tiny_params, tool, vggrepro
+
+KEEP = ("runs", "reports", "data", ".vggrepro")
+
+
+def run(cmd, cwd, ok=True) -> subprocess.CompletedProcess:
+    done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=900)
+    if ok:
+        assert done.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done
+
+
+def fingerprint(project: Path) -> dict[str, str]:
+    """md5 of every output file (and every file of the dataset), not DVC's .gitignore files."""
+    found = {}
+    for top in KEEP:
+        for path in sorted((project / top).rglob("*")):
+            if path.is_file() and path.name != ".gitignore":
+                found[str(path.relative_to(project))] = hashlib.md5(path.read_bytes()).hexdigest()
+    return found
+
+
+def snakemake_plan(project: Path) -> set[str]:
+    out = run([tool("snakemake"), "-n", "--cores", "2"], project).stdout
+    return set(re.findall(r"^rule (\w+):", out, flags=re.M)) - {"all"}
+
+
+def dvc_changed(project: Path) -> set[str]:
+    import json
+
+    return set(json.loads(run([tool("dvc"), "status", "--json"], project).stdout or "{}"))
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    """A tiny project in git, built by `dvc repro`; params.yaml as committed."""
+    project = make_project(tmp_path_factory.mktemp("engines") / "project", tiny_params())
+    run(["git", "init", "-q"], project)
+    run([tool("dvc"), "init", "-q"], project)
+    run([tool("dvc"), "config", "core.analytics", "false"], project)
+    run([tool("dvc"), "repro"], project)
+    run(["git", "add", "-A"], project)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "built"], project)
+    return project
+
+
+def params_text() -> str:
+    return yaml.safe_dump(tiny_params(), sort_keys=False)
+
+
+def replace_once(text: str, old: str, new: str) -> str:
+    assert text.count(old) == 1, (old, text)
+    return text.replace(old, new)
+
+
+# Each bad file as a user would type it (YAML text, not a Python dict: the reader is on trial).
+BAD_FILES = {
+    "negative lr": lambda t: replace_once(t, "lr: 0.01", "lr: -0.01"),
+    "NaN lr": lambda t: replace_once(t, "lr: 0.01", "lr: .nan"),
+    "infinite lr": lambda t: replace_once(t, "lr: 0.01", "lr: .inf"),
+    "NaN width": lambda t: replace_once(t, "width: 0.0625", "width: .nan"),
+    "float batch size": lambda t: replace_once(t, "batch_size: 16", "batch_size: 16.0"),
+    "float head width": lambda t: replace_once(t, "head_width: 16", "head_width: 16.0"),
+    "float threads": lambda t: replace_once(t, "threads: 2", "threads: 2.0"),
+    "flip: yes": lambda t: replace_once(t, "flip: true", "flip: yes"),
+    "unknown top-level key": lambda t: t + "optimiser: adam\n",
+    "duplicate run key": lambda t: replace_once(t, "runs:\n", "runs:\n  B_jit: {config: A, scale: 256, init: glorot}\n"),
+    "duplicate top-level key": lambda t: t + "seed: 1\n",
+    "data.root over runs/": lambda t: replace_once(t, "root: data/embedded", "root: runs"),
+    "data.root a user's folder": lambda t: replace_once(t, "root: data/embedded", "root: photos"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_FILES)
+def test_a_bad_params_file_touches_no_output_under_either_engine(workspace, case):
+    (workspace / "photos").mkdir(exist_ok=True)
+    (workspace / "photos" / "holiday.txt").write_text("keep me\n")
+    before = fingerprint(workspace)
+    (workspace / "params.yaml").write_text(BAD_FILES[case](params_text()))
+    try:
+        dvc = run([tool("dvc"), "repro"], workspace, ok=False)
+        assert dvc.returncode != 0, dvc.stdout
+        assert fingerprint(workspace) == before, f"dvc repro changed outputs ({case}):\n{dvc.stdout}{dvc.stderr}"
+        snake = run([tool("snakemake"), "--cores", "2"], workspace, ok=False)
+        assert snake.returncode != 0, snake.stdout
+        assert "Traceback" not in snake.stderr, snake.stderr
+        errors = [line for line in snake.stderr.splitlines() if line.startswith("snakemake: error:")]
+        assert len(errors) == 1, snake.stderr
+        assert fingerprint(workspace) == before, f"snakemake changed outputs ({case})"
+        by_hand = vggrepro("prepare", cwd=workspace)
+        assert by_hand.returncode == 2 and len(by_hand.stderr.strip().splitlines()) == 1, by_hand.stderr
+        assert fingerprint(workspace) == before, f"vggrepro prepare changed outputs ({case})"
+        assert (workspace / "photos" / "holiday.txt").read_text() == "keep me\n"
+    finally:
+        (workspace / "params.yaml").write_text(params_text())
+
+
+def test_dvc_stops_on_a_stale_dvc_yaml_before_deleting_anything(workspace):
+    before = fingerprint(workspace)
+    text = params_text() + "  C_256: {config: C, scale: 256, init: A_256}\n"
+    (workspace / "params.yaml").write_text(text)
+    try:
+        dvc = run([tool("dvc"), "repro"], workspace, ok=False)
+        assert dvc.returncode != 0
+        assert "dvc.yaml is stale" in dvc.stdout + dvc.stderr
+        assert fingerprint(workspace) == before
+    finally:
+        (workspace / "params.yaml").write_text(params_text())
+
+
+def test_both_engines_decide_alike(workspace):
+    """DVC built it; Snakemake agrees; a restore from DVC's cache, a knob change in either
+    direction and a stage run again by hand give the same decisions in both engines."""
+    project = workspace
+    assert snakemake_plan(project) == set(), "Snakemake replans DVC's finished outputs"
+
+    # Restore every output from DVC's cache: written in no particular order.
+    for top in ("runs", "data"):
+        subprocess.run(["rm", "-rf", str(project / top)], check=True)
+    run([tool("dvc"), "checkout", "-q"], project)
+    assert snakemake_plan(project) == set(), "Snakemake replans outputs DVC restored"
+
+    # A knob one run reads: both engines plan exactly that run, its evaluation and the report.
+    text = params_text()
+    (project / "params.yaml").write_text(replace_once(text, "lr: 0.001", "lr: 0.002"))
+    expected = {"train_B_jit", "evaluate_B_jit", "report"}
+    assert snakemake_plan(project) == expected
+    assert dvc_changed(project) == expected | {"validate"}
+
+    # Snakemake runs it; DVC, which has no record of that run, reruns the same stages and
+    # writes the same bytes.
+    run([tool("snakemake"), "--cores", "2"], project)
+    made_by_snakemake = fingerprint(project)
+    rerun = run([tool("dvc"), "repro"], project).stdout
+    assert set(re.findall(r"Running stage '(\w+)'", rerun)) == expected | {"validate"}, rerun
+    assert fingerprint(project) == made_by_snakemake
+    assert snakemake_plan(project) == set()
+
+    # The other way round: a knob every evaluation reads.
+    (project / "params.yaml").write_text(
+        replace_once(replace_once(text, "lr: 0.001", "lr: 0.002"), "flip: true", "flip: false")
+    )
+    evaluations = {f"evaluate_{r}" for r in tiny_params()["runs"]}
+    assert dvc_changed(project) == evaluations | {"validate"}
+    assert snakemake_plan(project) == evaluations | {"report"}
+    (project / "params.yaml").write_text(replace_once(text, "lr: 0.001", "lr: 0.002"))
+    assert snakemake_plan(project) == set()
+
+    # A stage run again by hand writes the same bytes and leaves the files' times alone.
+    stamp = (project / "runs/A_256/eval.json").stat().st_mtime_ns
+    assert vggrepro("evaluate", "--run", "A_256", cwd=project).returncode == 0
+    assert (project / "runs/A_256/eval.json").stat().st_mtime_ns == stamp
+    assert snakemake_plan(project) == set()
+    (project / "params.yaml").write_text(text)

@@ -1,0 +1,91 @@
+"""No stage deletes or overwrites what it did not create; code dependencies follow imports."""
+
+import re
+import shutil
+from pathlib import Path
+
+import yaml
+
+from conftest import ROOT, tiny_params, vggrepro
+from vggrepro import codedeps, io, registry, workspace
+from vggrepro.params import load_params
+
+
+def project_with_root(tmp_path: Path, root: str) -> Path:
+    params = tiny_params()
+    params["data"]["root"] = root
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    return tmp_path
+
+
+def test_prepare_refuses_a_folder_it_did_not_make(tmp_path):
+    project = project_with_root(tmp_path, "data/photos")
+    (project / "data/photos").mkdir(parents=True)
+    (project / "data/photos/cat.jpg").write_bytes(b"not mine")
+    for command in (["prepare"], ["validate"]):
+        done = vggrepro(*command, cwd=project)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.strip().splitlines() == [
+            f"vggrepro {command[0]}: error: data.root: data/photos exists and was not made by the embedded "
+            f"generator (no {workspace.MARKER} in it); refusing to replace it: name a new folder, or move it away"
+        ]
+    assert (project / "data/photos/cat.jpg").read_bytes() == b"not mine"
+    assert sorted(p.name for p in (project / "data").iterdir()) == ["photos"]
+
+
+def test_prepare_regenerates_its_own_folder_and_refuses_once_a_file_is_added(tmp_path):
+    project = project_with_root(tmp_path, "data/embedded")
+    assert vggrepro("prepare", cwd=project).returncode == 0
+    assert (project / "data/embedded" / workspace.MARKER).is_file()
+    manifest = (project / "data/manifest.csv").read_bytes()
+    assert vggrepro("prepare", cwd=project).returncode == 0  # its own folder: replaced
+    assert (project / "data/manifest.csv").read_bytes() == manifest
+    assert sorted(p.name for p in (project / "data").iterdir()) == ["classes.csv", "embedded", "manifest.csv"]
+    (project / "data/embedded/notes.txt").write_text("mine")
+    done = vggrepro("prepare", cwd=project)
+    assert done.returncode == 2 and "holds 'notes.txt', which the embedded generator did not write" in done.stderr
+    assert (project / "data/embedded/notes.txt").read_text() == "mine"
+
+
+def test_an_identical_rewrite_keeps_the_file_and_its_time(tmp_path):
+    target = tmp_path / "out.txt"
+    io.write_text(target, "same\n")
+    stamp = target.stat().st_mtime_ns
+    io.write_text(target, "same\n")
+    assert target.stat().st_mtime_ns == stamp
+    io.write_text(target, "changed\n")
+    assert target.read_text() == "changed\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_stage_code_follows_imports():
+    deps = {s.name: s.deps for s in registry.build(load_params(ROOT / "params.yaml"))}
+    src = codedeps.SRC_PREFIX
+    for needed in ("stages/train.py", "model.py", "augment.py", "data/images.py", "params.py", "__init__.py"):
+        assert f"{src}/{needed}" in deps["train_A_256"], needed
+    assert f"{src}/paper.yaml" in deps["report"]  # a data file the report's code names
+    # Stages do not import each other: evaluation does not rerun when training code changes.
+    assert f"{src}/stages/train.py" not in deps["evaluate_A_256"]
+    assert f"{src}/model.py" not in deps["report"]
+
+
+def test_a_new_import_becomes_a_dependency(tmp_path):
+    package = tmp_path / "vggrepro"
+    shutil.copytree(codedeps.PACKAGE_DIR, package, ignore=shutil.ignore_patterns("__pycache__"))
+    before = codedeps.closure("vggrepro.stages.mean_rgb", package)
+    assert package / "colour.py" not in before
+    (package / "colour.py").write_text("from vggrepro.data import tables\n")
+    (package / "data" / "tables.py").write_text("SCALE = 1.0\n")
+    stage = package / "stages" / "mean_rgb.py"
+    # An import inside a function counts as much as one at the top.
+    stage.write_text(stage.read_text() + "\n\ndef _later():\n    from vggrepro import colour\n")
+    after = codedeps.closure("vggrepro.stages.mean_rgb", package)
+    assert set(after) - set(before) == {package / "colour.py", package / "data" / "tables.py"}
+
+
+def test_the_snakefile_names_only_profiles_that_exist():
+    text = (ROOT / "Snakefile").read_text() + (ROOT / "README.md").read_text()
+    named = set(re.findall(r"--profile\s+(\S+?)[`\s]", text))
+    assert named, "no profile named"
+    for profile in named:
+        assert (ROOT / profile / "config.yaml").is_file(), profile
