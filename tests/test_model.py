@@ -79,3 +79,17 @@ def test_same_config_copies_every_layer():
     transfer_from(target, source.state_dict(), "C")
     for key, value in target.state_dict().items():
         assert torch.equal(value, source.state_dict()[key]), key
+
+
+def test_a_lrn_is_alexnets_formula():
+    """b = a / (k + alpha * sum_{window of 5 channels} a^2)^beta, alpha 1e-4, k 2, beta 0.75:
+    no division by the window size (torch's and Caffe's convention divide alpha by it)."""
+    from vggrepro.model import VGG, ModelSpec
+
+    net = VGG(ModelSpec("A-LRN", num_classes=10, width=0.125, head_width=16, crop=32))
+    lrn = next(m for m in net.modules() if isinstance(m, torch.nn.LocalResponseNorm))
+    a = torch.randn(2, 8, 5, 5, dtype=torch.float64) * 30  # large enough that alpha matters
+    squares = torch.nn.functional.pad(a * a, (0, 0, 0, 0, 2, 2))  # channels c-2 .. c+2
+    window = sum(squares[:, i : i + 8] for i in range(5))
+    expected = a / (2.0 + 1e-4 * window) ** 0.75
+    torch.testing.assert_close(lrn(a), expected, rtol=1e-12, atol=0)

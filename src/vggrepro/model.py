@@ -42,6 +42,7 @@ PAPER_HEAD_WIDTH = 4096  # Table 1: FC-4096, FC-4096
 # position, so they land on the layer of the same block and position, where shapes match.
 A_LAYERS_COPIED = ("conv1_1", "conv2_1", "conv3_1", "conv3_2")
 HEAD_LAYERS = ("fc6", "fc7", "fc8")
+LRN_SIZE, LRN_ALPHA = 5, 1e-4  # AlexNet's window and alpha, in AlexNet's formula
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,11 @@ def _layers(spec: ModelSpec) -> OrderedDict[str, nn.Module]:
         pos = 0
         for item in block:
             if item == "LRN":
-                # A-LRN: AlexNet's LRN (size 5, alpha 1e-4, beta 0.75, k 2), Table 1 note
-                layers[f"lrn{b}"] = nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)
+                # A-LRN: AlexNet's LRN (Krizhevsky et al. 2012, Sec. 3.3; Table 1's note):
+                # b = a / (k + alpha * sum over 5 channels of a^2)^beta, alpha 1e-4, beta 0.75, k 2.
+                # torch's layer divides alpha by the window size (as Caffe does), so AlexNet's
+                # alpha is passed as alpha * size (the VGG Caffe models write 0.0005 too).
+                layers[f"lrn{b}"] = nn.LocalResponseNorm(LRN_SIZE, alpha=LRN_ALPHA * LRN_SIZE, beta=0.75, k=2.0)
                 continue
             pos += 1
             kernel, out = (1, int(item[3:])) if isinstance(item, str) else (3, item)
