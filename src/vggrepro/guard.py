@@ -7,14 +7,15 @@ parse time. One code path, so both engines refuse the same files with the same l
 1. params.yaml is read and validated (vggrepro.params);
 2. the workspace is checked (vggrepro.workspace: no folder the generator did not make);
 3. dvc.yaml is checked against the registry (DVC would otherwise run a stale graph);
-4. each stage's knob file is written, only where its values changed.
+4. each stage's knob file is written, only where its values changed;
+5. the dataset folder's stamp is written, only when a file in it changed (vggrepro.datastamp).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from vggrepro import io, paths, registry, workspace
+from vggrepro import datastamp, io, paths, registry, workspace
 from vggrepro.params import Params, ParamsError, load_params
 
 
@@ -47,4 +48,5 @@ def guard(params_path: str | Path = registry.PARAMS_FILE, *, dvc_yaml: bool = Tr
     if dvc_yaml:
         check_dvc_yaml(stages)
     write_knobs(params, stages)
+    datastamp.write(workspace.data_root(params))
     return params, stages

@@ -2,6 +2,8 @@
 
 MANIFEST = "data/manifest.csv"
 CLASSES = "data/classes.csv"
+BAD_FILES = "data/bad_files.csv"  # every image prepare converted or excluded, with the reason
+DATA_STAMP = ".vggrepro/data-stamp.json"  # vggrepro.datastamp: an input of prepare
 MEAN_RGB = "data/mean_rgb.json"
 RESULTS_MD = "reports/results.md"
 METRICS_JSON = "reports/metrics.json"

@@ -53,3 +53,9 @@ def check(params: Params) -> None:
     """Every check of the workspace that must pass before an engine deletes an output."""
     if params.raw["data"]["source"] == "embedded":
         check_generated_root(data_root(params))
+
+
+def generated_spec(root: Path) -> str | None:
+    """The marker's text (the generator's parameters) if root holds one, else None."""
+    marker = root / MARKER
+    return marker.read_text() if marker.is_file() else None

@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-from vggrepro import io, paths, workspace
+from vggrepro import datastamp, io, paths, workspace
 from vggrepro.data import embedded, ingest
 from vggrepro.params import Params
 
@@ -27,12 +27,20 @@ def run(params: Params) -> dict[str, int]:
     data = params.raw["data"]
     root = workspace.data_root(params)
     if data["source"] == "embedded":
-        generate_into(root, embedded_spec(params))
+        spec = embedded_spec(params)
+        if workspace.generated_spec(root) != spec_json(spec):  # absent, or made from other params
+            generate_into(root, spec)
+    datastamp.write(root)  # the folder as read now: the engines rerun prepare when it changes
     entries, synsets = ingest.ilsvrc2012(root)
     io.write_text(paths.CLASSES, ingest.classes_csv(synsets))
     io.write_text(paths.MANIFEST, ingest.manifest_csv(entries))
+    io.write_text(paths.BAD_FILES, "path,kind,action,detail\n")
     counts = {split: sum(e.split == split for e in entries) for split in ("train", "val")}
     return {"classes": len(synsets), **counts}
+
+
+def spec_json(spec: embedded.EmbeddedSpec) -> str:
+    return json.dumps(asdict(spec), sort_keys=True) + "\n"
 
 
 def generate_into(root: Path, spec: embedded.EmbeddedSpec) -> None:
@@ -46,7 +54,7 @@ def generate_into(root: Path, spec: embedded.EmbeddedSpec) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.partial-", dir=root.parent))
     try:
         embedded.generate(spec, tmp)
-        (tmp / workspace.MARKER).write_text(json.dumps(asdict(spec), sort_keys=True) + "\n")
+        (tmp / workspace.MARKER).write_text(spec_json(spec))
         old = None
         if root.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-", dir=root.parent))

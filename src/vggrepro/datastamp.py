@@ -1,0 +1,67 @@
+"""A stamp of the dataset folder: one digest of every file's path, size and modification time.
+
+The dataset folder is not an output of any stage (DVC would hash an ImageNet-sized folder
+file by file on every call): the manifest, with a content fingerprint per image, is the
+contract. What tells the engines that prepare must look again is this stamp, an input of
+prepare, rewritten only when it changes: by vggrepro.guard before any stage runs (both
+engines, on every call: a listing with one stat per file, no reading), and by prepare itself
+once it has generated or read the folder. A replaced, added or removed image changes it, so
+prepare reruns, rehashes what changed and writes a new manifest, and everything after it reruns.
+No torch import: the engines call this on every parse.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from vggrepro import io, paths
+
+IGNORED = {".snakemake_timestamp"}  # Snakemake's time carrier in a directory output
+
+
+def _walk(root: Path):
+    """(relative path, size, mtime_ns) of every file under root, in sorted order."""
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name, reverse=True)
+        except OSError as err:  # unreadable: prepare names it; the stamp records that it is
+            yield (os.path.relpath(folder, root), -1, err.errno or 0)
+            continue
+        for entry in entries:
+            if entry.name in IGNORED:
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(Path(entry.path))
+                    continue
+                st = entry.stat()  # follows a link to a file: its target's size and time
+                yield (os.path.relpath(entry.path, root), st.st_size, st.st_mtime_ns)
+            except OSError as err:  # a dangling or looping link: recorded, named by prepare
+                yield (os.path.relpath(entry.path, root), -1, err.errno or 0)
+
+
+def stamp(root: str | Path) -> dict:
+    """{"root", "files", "digest"}; files 0 and digest "absent" when root does not exist."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        return {"root": str(root), "files": 0, "digest": "absent"}
+    h, n = hashlib.blake2b(digest_size=16), 0
+    for rel, size, mtime in _walk(root):
+        h.update(f"{rel}\0{size}\0{mtime}\n".encode())
+        n += 1
+    return {"root": str(root), "files": n, "digest": h.hexdigest()}
+
+
+def write(root: str | Path) -> bool:
+    """Writes the stamp of root to paths.DATA_STAMP if it changed; returns whether it did."""
+    text = json.dumps(stamp(root), indent=1, sort_keys=True) + "\n"
+    target = Path(paths.DATA_STAMP)
+    if target.is_file() and target.read_text() == text:
+        return False
+    io.write_text(target, text)
+    return True
