@@ -5,6 +5,7 @@ stage is run again by hand."""
 from __future__ import annotations
 
 import hashlib
+import shutil
 import re
 import subprocess
 from pathlib import Path
@@ -166,3 +167,54 @@ def test_both_engines_decide_alike(workspace):
     assert (project / "runs/A_256/eval.json").stat().st_mtime_ns == stamp
     assert snakemake_plan(project) == set()
     (project / "params.yaml").write_text(text)
+
+
+def test_snakemake_does_not_trust_dvc_for_a_graph_dvc_yaml_does_not_describe(workspace):
+    """A run added without `vggrepro dvc-yaml`: DVC has no record of it, and its record of
+    the other stages may name other inputs, so Snakemake goes by its own file times."""
+    text = params_text() + "  C_256: {config: C, scale: 256, init: A_256}\n"
+    (workspace / "params.yaml").write_text(text)
+    try:
+        assert snakemake_plan(workspace) == {"train_C_256", "evaluate_C_256", "report"}
+        run([tool("snakemake"), "--cores", "2"], workspace)
+        (workspace / "params.yaml").write_text(replace_once(text, "init: A_256}\n", "init: A_256, lr: 0.003}\n"))
+        assert snakemake_plan(workspace) == {"train_C_256", "evaluate_C_256", "report"}
+    finally:
+        (workspace / "params.yaml").write_text(params_text())
+
+
+def replace_one_image(root: Path) -> None:
+    """Overwrites one training image in place with another one's bytes."""
+    images = sorted((root / "train").rglob("*.JPEG"))
+    images[0].write_bytes(images[-1].read_bytes())
+
+
+def assert_a_replaced_image_reruns_the_grid(project: Path, data_root: Path, runs) -> None:
+    downstream = {"mean_rgb", *(f"train_{r}" for r in runs), *(f"evaluate_{r}" for r in runs)}
+    replace_one_image(data_root)
+    # Snakemake notices at parse time (the dataset stamp is prepare's input) ...
+    assert {"prepare"} | downstream <= snakemake_plan(project)
+    # ... and DVC on its first stage: prepare reruns and writes a new manifest.
+    before = (project / "data/manifest.csv").read_bytes()
+    run([tool("dvc"), "repro", "prepare"], project)
+    assert (project / "data/manifest.csv").read_bytes() != before, "the manifest does not see a replaced image"
+    assert downstream <= dvc_changed(project)
+    assert downstream <= snakemake_plan(project)
+
+
+def test_a_replaced_embedded_image_reruns_mean_rgb_and_training(workspace):
+    assert_a_replaced_image_reruns_the_grid(workspace, workspace / "data/embedded", tiny_params()["runs"])
+
+
+def test_a_replaced_image_in_an_external_tree_reruns_mean_rgb_and_training(workspace, tmp_path):
+    external = tmp_path / "imagenet"  # a dataset outside the workspace, as ImageNet on a shared disk
+    shutil.copytree(workspace / "data/embedded", external, ignore=shutil.ignore_patterns(".vggrepro-embedded"))
+    params = tiny_params()
+    params["data"] = {"source": "ilsvrc2012", "root": str(external), "workers": 0}
+    params["runs"] = {"A_256": params["runs"]["A_256"]}
+    project = make_project(tmp_path / "project", params)
+    run([tool("dvc"), "init", "--no-scm", "-q"], project)
+    run([tool("dvc"), "config", "core.analytics", "false"], project)
+    run([tool("dvc"), "repro"], project)
+    assert snakemake_plan(project) == set()
+    assert_a_replaced_image_reruns_the_grid(project, external, params["runs"])

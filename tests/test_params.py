@@ -2,6 +2,7 @@
 
 import copy
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -141,8 +142,11 @@ def test_yaml_1_2_as_dvc_reads_it(tmp_path):
         (lambda t: t.replace("threads: 2", "threads: true"), "threads: True is invalid"),
         (lambda t: t.replace("root: data/embedded", "root: runs/data"), "data.root: 'runs/data' overlaps the project's 'runs'"),
         (lambda t: t.replace("root: data/embedded", "root: data"), "data.root: 'data' overlaps the project's 'data/manifest.csv'"),
-        (lambda t: t.replace("root: data/embedded", "root: ."), "data.root: '.' is not a folder inside the project"),
-        (lambda t: t.replace("root: data/embedded", "root: ../elsewhere"), "data.root: '../elsewhere' is not a folder inside the project"),
+        (lambda t: t.replace("root: data/embedded", "root: ."), "data.root: '.' holds the whole project"),
+        (lambda t: t.replace("root: data/embedded", "root: .."), "data.root: '..' holds the whole project"),
+        (lambda t: t.replace("root: data/embedded", f"root: {Path.cwd() / 'runs/x'}"), "overlaps the project's 'runs'"),
+        (lambda t: t.replace("root: data/embedded", "root: ./src/../reports"), "overlaps the project's 'reports'"),
+        (lambda t: t.replace("  A_256:\n", "  7:\n", 1), "runs.7: the key 7 is not a name"),
     ],
 )
 def test_one_reading_of_params_yaml(tmp_path, edit, expected):

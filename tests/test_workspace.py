@@ -33,18 +33,32 @@ def test_prepare_refuses_a_folder_it_did_not_make(tmp_path):
     assert sorted(p.name for p in (project / "data").iterdir()) == ["photos"]
 
 
-def test_prepare_regenerates_its_own_folder_and_refuses_once_a_file_is_added(tmp_path):
+def test_prepare_regenerates_only_its_own_folder_and_only_for_new_params(tmp_path):
     project = project_with_root(tmp_path, "data/embedded")
     assert vggrepro("prepare", cwd=project).returncode == 0
     assert (project / "data/embedded" / workspace.MARKER).is_file()
     manifest = (project / "data/manifest.csv").read_bytes()
-    assert vggrepro("prepare", cwd=project).returncode == 0  # its own folder: replaced
+    image = next((project / "data/embedded/train").rglob("*.JPEG"))
+    stamp = image.stat().st_mtime_ns
+    assert vggrepro("prepare", cwd=project).returncode == 0  # same params: read again, not rewritten
+    assert image.stat().st_mtime_ns == stamp
     assert (project / "data/manifest.csv").read_bytes() == manifest
-    assert sorted(p.name for p in (project / "data").iterdir()) == ["classes.csv", "embedded", "manifest.csv"]
-    (project / "data/embedded/notes.txt").write_text("mine")
+    assert sorted(p.name for p in (project / "data").iterdir()) == ["bad_files.csv", "classes.csv", "embedded", "manifest.csv"]
+
+    # New generator params replace the folder, unless something in it is not the generator's.
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["data"]["embedded"]["val_per_class"] += 1
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    user_file = image.parent / "notes.txt"
+    user_file.write_text("mine")
     done = vggrepro("prepare", cwd=project)
-    assert done.returncode == 2 and "holds 'notes.txt', which the embedded generator did not write" in done.stderr
-    assert (project / "data/embedded/notes.txt").read_text() == "mine"
+    assert done.returncode == 2, done.stderr
+    assert f"holds 'train/{image.parent.name}/notes.txt', which the embedded generator did not write" in done.stderr
+    assert user_file.read_text() == "mine" and image.stat().st_mtime_ns == stamp
+    user_file.unlink()
+    assert vggrepro("prepare", cwd=project).returncode == 0
+    assert (project / "data/manifest.csv").read_bytes() != manifest
+    assert [p.name for p in (project / "data").iterdir() if p.name.startswith(".")] == []  # no temporary folders left
 
 
 def test_an_identical_rewrite_keeps_the_file_and_its_time(tmp_path):

@@ -4,6 +4,7 @@
     vggrepro model --config E --num-classes 1000 --json
     vggrepro validate            check params.yaml, the workspace and dvc.yaml
     vggrepro dvc-yaml [--check]  render dvc.yaml from the stage registry
+    vggrepro bench noop          benchmarks (ratios from one run)
 
 Every stage validates the whole params.yaml first. Errors are one line on stderr, exit 2.
 """
@@ -40,6 +41,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p = sub.add_parser("validate", help="check params.yaml, the workspace and dvc.yaml; print a summary of the grid")
     p.add_argument("--write-knobs", action="store_true", help="also write each stage's knob file (DVC's first stage)")
+    p = sub.add_parser("bench", help="benchmarks: ratios measured in one run, medians")
+    p.add_argument("what", choices=["noop"], help="noop: both engines' no-op rerun against a toy pipeline")
+    p.add_argument("--repeat", type=int, default=5)
     p = sub.add_parser("dvc-yaml", help="render dvc.yaml from the stage registry")
     p.add_argument("--check", action="store_true", help="exit 1 if dvc.yaml on disk differs")
     return parser
@@ -91,11 +95,9 @@ def _stage(args) -> int:
     run = getattr(args, "run", None)
     if run is not None and run not in params.runs:
         raise ParamsError(f"{args.params}: runs.{run}: no such run (expected one of {', '.join(params.runs)})")
-    import torch
+    from vggrepro.stages import run_stage
 
-    torch.set_num_threads(params.raw["threads"])  # results are bitwise repeatable per thread count
-    stage = importlib.import_module(f"vggrepro.stages.{args.command}")
-    result = stage.run(params, run) if run is not None else stage.run(params)
+    result = run_stage(args.command, params, run)
     print(json.dumps({"stage": args.command, **result}))
     return 0
 
@@ -111,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
             return _validate(args)
         if args.command == "dvc-yaml":
             return _dvc_yaml(args)
+        if args.command == "bench":
+            importlib.import_module(f"vggrepro.bench.{args.what}").main(repeat=args.repeat)
+            return 0
         return _stage(args)
     except (ParamsError, DatasetError, FileNotFoundError, ValueError, FloatingPointError) as err:
         print(f"vggrepro {args.command}: error: {err}", file=sys.stderr)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from functools import cache
 from importlib.resources import files
 
-import yaml
+from vggrepro.params import read_yaml
 
 
 @cache
 def facts() -> dict:
-    return yaml.safe_load(files("vggrepro").joinpath("paper.yaml").read_text())
+    return read_yaml(files("vggrepro").joinpath("paper.yaml").read_text())
 
 
 def table3_row(config: str, train_s: str) -> tuple[str, float, float] | None:

@@ -206,28 +206,43 @@ def _check_semantics(p: Params) -> None:
 
 
 def _check_embedded_root(data: dict) -> None:
-    """The generator replaces data.root wholesale: it must be a folder of its own."""
+    """The generator replaces data.root wholesale: it must be a folder of its own, neither the
+    project, nor above it, nor one of the project's files or output folders (the paths are
+    resolved from the project root, where both engines run)."""
     if data["source"] != "embedded":
         return
-    root = Path(data["root"]).expanduser()
-    if root.is_absolute():
-        return  # outside the project; prepare still refuses a folder it did not make
-    parts = Path(*[p for p in root.parts if p != "."]).parts
-    if not parts or ".." in parts:
-        raise ParamsError(f"data.root: {data['root']!r} is not a folder inside the project; expected e.g. data/embedded")
+    root = Path(data["root"]).expanduser().resolve()
+    project = Path.cwd().resolve()
+    if root == project or root in project.parents:
+        raise ParamsError(f"data.root: {data['root']!r} holds the whole project; expected a folder of its own, e.g. data/embedded")
     for taken in PROJECT_OUTPUTS + PROJECT_INPUTS:
-        t = Path(taken).parts
-        if parts[: len(t)] == t or t[: len(parts)] == parts:
+        t = (project / taken).resolve()
+        if root == t or t in root.parents or root in t.parents:
             raise ParamsError(
                 f"data.root: {data['root']!r} overlaps the project's {taken!r}; "
                 f"the embedded generator needs a folder of its own, e.g. data/embedded"
             )
 
 
+def _non_string_key(node, where: tuple = ()) -> tuple | None:
+    """The path to the first mapping key that is not a string (YAML reads `7:` as a number)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if not isinstance(key, str):
+                return (*where, key)
+            found = _non_string_key(value, (*where, key))
+            if found is not None:
+                return found
+    return None
+
+
 def parse_params(raw: Any, path: str = "params.yaml") -> Params:
     """Validates an already-loaded params mapping; raises ParamsError with one line."""
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    key = _non_string_key(raw)
+    if key is not None:
+        raise ParamsError(f"{path}: {_dotted(key)}: the key {key[-1]!r} is not a name; expected text (quote it)")
     bad = _non_finite(raw)
     if bad is not None:
         raise ParamsError(f"{path}: {_dotted(bad)}: {lookup(raw, bad)!r} is not a finite number")

@@ -6,8 +6,9 @@ than its input while its bytes are exactly what DVC recorded for the current inp
 would then rerun most of the grid. At parse time the Snakefile calls `align`: when some stage
 looks stale by file times and the workspace has a dvc.lock, it asks `dvc status` which stages
 DVC holds current, and gives those stages' outputs the present time, in graph order, so that
-Snakemake sees them current too. Stages DVC does not hold current are left alone: Snakemake
-reruns them. Nothing is asked of DVC when the times already agree (a no-op stays fast).
+Snakemake sees them current too. Stages DVC does not hold current, stages it has no record of,
+and every stage while dvc.yaml is stale are left alone: Snakemake reruns them. Nothing is asked
+of DVC when the times already agree (a no-op stays fast).
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ import sys
 import time
 from pathlib import Path
 
-from vggrepro.registry import Stage, snakemake_stages
+from ruamel.yaml.error import YAMLError
+
+from vggrepro.params import read_yaml
+from vggrepro.registry import DVC_YAML, Stage, dvc_yaml, snakemake_stages
 
 SNAKEMAKE_DIR_STAMP = ".snakemake_timestamp"  # Snakemake's time of a directory output
 
@@ -63,20 +67,34 @@ def dvc_changed(root: Path) -> set[str] | None:
     return {name.rsplit(":", 1)[-1] for name in changed}
 
 
+def dvc_recorded(root: Path) -> set[str]:
+    """The stages dvc.lock holds a record of (empty without DVC)."""
+    lock = root / "dvc.lock"
+    if not lock.is_file() or not (root / ".dvc").is_dir() or not (root / DVC_YAML).is_file():
+        return set()
+    try:
+        return set((read_yaml(lock.read_text()) or {}).get("stages", {}))
+    except (OSError, YAMLError, AttributeError):  # an unreadable lock: trust nothing
+        return set()
+
+
 def align(stages: list[Stage], root: str | Path = ".") -> list[str]:
     """Gives current times to the outputs of stages DVC holds current; returns their names."""
     root = Path(root)
-    stages = snakemake_stages(stages)
+    all_stages, stages = stages, snakemake_stages(stages)
     if not any(stale_by_time(s, root) for s in stages):
         return []
-    if not (root / "dvc.lock").is_file() or not (root / ".dvc").is_dir():
+    recorded = dvc_recorded(root)
+    # DVC's word counts only for the graph we would run: a stale dvc.yaml (a run added, an
+    # import changed) means DVC's record describes other stages or other inputs.
+    if not recorded or (root / DVC_YAML).read_text() != dvc_yaml(all_stages):
         return []
     changed = dvc_changed(root)
     if changed is None:
         return []
     aligned, now = [], 0
     for stage in stages:  # graph order: a stage's inputs are aligned before it is checked
-        if stage.name not in changed and stale_by_time(stage, root):
+        if stage.name in recorded and stage.name not in changed and stale_by_time(stage, root):
             now = max(time.time_ns(), now + 1)  # strictly after the stage aligned before it
             for out in stage.outs:
                 _touch(root / out.path, now)

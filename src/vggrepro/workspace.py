@@ -10,6 +10,7 @@ time, and by prepare itself. No torch import: the engines call this on every par
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from vggrepro.params import Params, ParamsError
@@ -47,6 +48,28 @@ def check_generated_root(root: Path) -> None:
             f"data.root: {root} holds {foreign[0]!r}, which the embedded generator did not write; "
             "refusing to replace the folder: move it away"
         )
+
+
+# What the generator writes below its folder's top level (vggrepro.data.embedded).
+GENERATED_FILES = re.compile(r"(train/(n\d{8})/\2_\d+\.JPEG|val/ILSVRC2012_val_\d{8}\.JPEG)")
+
+
+def check_nothing_foreign(root: Path) -> None:
+    """Raises ParamsError if any file under root is not one the generator writes.
+
+    Run just before a generated folder is replaced (a walk of every file), where the top-level
+    check that the engines run on every call would miss a file dropped into train/<wnid>/.
+    """
+    check_generated_root(root)
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if path.is_dir() and not path.is_symlink():
+            continue
+        if "/" in rel and not GENERATED_FILES.fullmatch(rel):
+            raise ParamsError(
+                f"data.root: {root} holds {rel!r}, which the embedded generator did not write; "
+                "refusing to replace the folder: move it away"
+            )
 
 
 def check(params: Params) -> None:

@@ -57,6 +57,7 @@ def generate_into(root: Path, spec: embedded.EmbeddedSpec) -> None:
         (tmp / workspace.MARKER).write_text(spec_json(spec))
         old = None
         if root.exists():
+            workspace.check_nothing_foreign(root)  # again, file by file, just before it goes
             old = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-", dir=root.parent))
             os.replace(root, old / root.name)
         os.replace(tmp, root)

@@ -1,0 +1,1 @@
+"""Benchmarks: each compares two things measured in the same run and reports medians."""
