@@ -4,7 +4,7 @@
     vggrepro model --config E --num-classes 1000 --json
     vggrepro validate            check params.yaml, the workspace and dvc.yaml
     vggrepro dvc-yaml [--check]  render dvc.yaml from the stage registry
-    vggrepro bench noop          benchmarks (ratios from one run)
+    vggrepro bench noop|stamp    benchmarks (ratios from one run)
 
 Every stage validates the whole params.yaml first. Errors are one line on stderr, exit 2.
 """
@@ -42,7 +42,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check params.yaml, the workspace and dvc.yaml; print a summary of the grid")
     p.add_argument("--write-knobs", action="store_true", help="also write each stage's knob file (DVC's first stage)")
     p = sub.add_parser("bench", help="benchmarks: ratios measured in one run, medians")
-    p.add_argument("what", choices=["noop"], help="noop: both engines' no-op rerun against a toy pipeline")
+    p.add_argument(
+        "what", choices=["noop", "stamp"],
+        help="noop: both engines' no-op rerun against a toy pipeline; stamp: the dataset stamp on 100,000 files",
+    )
     p.add_argument("--repeat", type=int, default=5)
     p = sub.add_parser("dvc-yaml", help="render dvc.yaml from the stage registry")
     p.add_argument("--check", action="store_true", help="exit 1 if dvc.yaml on disk differs")

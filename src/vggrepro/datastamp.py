@@ -23,26 +23,28 @@ IGNORED = {".snakemake_timestamp"}  # Snakemake's time carrier in a directory ou
 
 
 def _walk(root: Path):
-    """(relative path, size, mtime_ns) of every file under root, in sorted order."""
-    stack = [root]
+    """(relative path, size, mtime_ns) of every file under root, folder by folder in sorted order."""
+    stack = [("", str(root))]
     while stack:
-        folder = stack.pop()
+        prefix, folder = stack.pop()
         try:
-            entries = sorted(os.scandir(folder), key=lambda e: e.name, reverse=True)
+            with os.scandir(folder) as it:
+                entries = sorted((e for e in it if e.name not in IGNORED), key=lambda e: e.name)
         except OSError as err:  # unreadable: prepare names it; the stamp records that it is
-            yield (os.path.relpath(folder, root), -1, err.errno or 0)
+            yield (prefix or ".", -1, err.errno or 0)
             continue
+        subfolders = []
         for entry in entries:
-            if entry.name in IGNORED:
-                continue
+            rel = prefix + entry.name
             try:
                 if entry.is_dir(follow_symlinks=False):
-                    stack.append(Path(entry.path))
+                    subfolders.append((rel + "/", entry.path))
                     continue
                 st = entry.stat()  # follows a link to a file: its target's size and time
-                yield (os.path.relpath(entry.path, root), st.st_size, st.st_mtime_ns)
+                yield (rel, st.st_size, st.st_mtime_ns)
             except OSError as err:  # a dangling or looping link: recorded, named by prepare
-                yield (os.path.relpath(entry.path, root), -1, err.errno or 0)
+                yield (rel, -1, err.errno or 0)
+        stack.extend(reversed(subfolders))
 
 
 def stamp(root: str | Path) -> dict:
@@ -50,11 +52,9 @@ def stamp(root: str | Path) -> dict:
     root = Path(root).expanduser()
     if not root.is_dir():
         return {"root": str(root), "files": 0, "digest": "absent"}
-    h, n = hashlib.blake2b(digest_size=16), 0
-    for rel, size, mtime in _walk(root):
-        h.update(f"{rel}\0{size}\0{mtime}\n".encode())
-        n += 1
-    return {"root": str(root), "files": n, "digest": h.hexdigest()}
+    rows = [f"{rel}\0{size}\0{mtime}\n" for rel, size, mtime in _walk(root)]
+    digest = hashlib.blake2b("".join(rows).encode(), digest_size=16).hexdigest()
+    return {"root": str(root), "files": len(rows), "digest": digest}
 
 
 def write(root: str | Path) -> bool:

@@ -1,0 +1,48 @@
+"""The dataset stamp: changes with any file's path, size or time; never reads a file."""
+
+import os
+
+from vggrepro import datastamp
+
+
+def tree(root):
+    (root / "train" / "n1").mkdir(parents=True)
+    (root / "train" / "n1" / "a.JPEG").write_bytes(b"aaaa")
+    (root / "train" / "n1" / "b.JPEG").write_bytes(b"bbbb")
+    (root / "val").mkdir()
+    (root / "val" / "c.JPEG").write_bytes(b"cccc")
+    return root
+
+
+def test_the_stamp_changes_with_any_file_and_only_then(tmp_path):
+    root = tree(tmp_path / "data")
+    first = datastamp.stamp(root)
+    assert first["files"] == 3 and datastamp.stamp(root) == first
+    image = root / "train" / "n1" / "a.JPEG"
+    stat = image.stat()
+    image.write_bytes(b"AAAA")  # replaced in place, same size ...
+    os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))  # ... a tick later
+    second = datastamp.stamp(root)
+    assert second != first
+    (root / "val" / "d.JPEG").write_bytes(b"d")
+    assert datastamp.stamp(root)["files"] == 4
+    (root / "val" / "d.JPEG").unlink()
+    (root / ".snakemake_timestamp").write_text("")  # Snakemake's, not the data's
+    assert datastamp.stamp(root) == second
+
+
+def test_a_missing_folder_and_a_symlink_loop_are_stamped_not_raised(tmp_path):
+    assert datastamp.stamp(tmp_path / "absent")["digest"] == "absent"
+    root = tree(tmp_path / "data")
+    os.symlink("loop", root / "train" / "loop")  # points at itself
+    stamped = datastamp.stamp(root)
+    assert stamped["files"] == 4
+
+
+def test_write_only_when_changed(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    root = tree(tmp_path / "data")
+    assert datastamp.write(root) is True
+    assert datastamp.write(root) is False
+    (root / "val" / "e.JPEG").write_bytes(b"e")
+    assert datastamp.write(root) is True
