@@ -77,7 +77,7 @@ BAD_FILES = {
     "float batch size": lambda t: replace_once(t, "batch_size: 16", "batch_size: 16.0"),
     "float head width": lambda t: replace_once(t, "head_width: 16", "head_width: 16.0"),
     "float threads": lambda t: replace_once(t, "threads: 2", "threads: 2.0"),
-    "flip: yes": lambda t: replace_once(t, "flip: true", "flip: yes"),
+    "flip: yes": lambda t: replace_once(t, "evaluate:\n  flip: true", "evaluate:\n  flip: yes"),
     "unknown top-level key": lambda t: t + "optimiser: adam\n",
     "duplicate run key": lambda t: replace_once(t, "runs:\n", "runs:\n  B_jit: {config: A, scale: 256, init: glorot}\n"),
     "duplicate top-level key": lambda t: t + "seed: 1\n",
@@ -153,7 +153,7 @@ def test_both_engines_decide_alike(workspace):
 
     # The other way round: a knob every evaluation reads.
     (project / "params.yaml").write_text(
-        replace_once(replace_once(text, "lr: 0.001", "lr: 0.002"), "flip: true", "flip: false")
+        replace_once(replace_once(text, "lr: 0.001", "lr: 0.002"), "evaluate:\n  flip: true", "evaluate:\n  flip: false")
     )
     evaluations = {f"evaluate_{r}" for r in tiny_params()["runs"]}
     assert dvc_changed(project) == evaluations | {"validate"}

@@ -125,7 +125,7 @@ def test_yaml_1_2_as_dvc_reads_it(tmp_path):
     params = load_text(tmp_path, lambda t: t.replace("lr: 0.01,", "lr: 1e-3,").replace("lr: 0.01\n", "lr: 1e-3\n"))
     assert params.raw["train"]["lr"] == 0.001 and params.runs["A_256"].lr == 0.001
     with pytest.raises(ParamsError, match=r"evaluate\.flip: 'yes' is invalid"):
-        load_text(tmp_path, lambda t: t.replace("flip: true", "flip: yes"))
+        load_text(tmp_path, lambda t: t.replace("evaluate:\n  flip: true", "evaluate:\n  flip: yes"))
 
 
 @pytest.mark.parametrize(
