@@ -38,6 +38,12 @@ def _module_name(path: Path, package_dir: Path) -> str:
 
 def _imports(path: Path, package_dir: Path) -> tuple[set[str], set[Path]]:
     """(modules imported, package data files named) by one source file."""
+    st = path.stat()
+    return _parse(path, package_dir, st.st_mtime_ns, st.st_size)
+
+
+@cache  # each file is parsed once per process and version, however many stages import it
+def _parse(path: Path, package_dir: Path, mtime_ns: int, size: int) -> tuple[set[str], set[Path]]:
     tree = ast.parse(path.read_text(), filename=str(path))
     here = _module_name(path, package_dir)
     is_package = path.name == "__init__.py"
