@@ -84,6 +84,9 @@ def _validate(args) -> int:
     from vggrepro import guard, registry, workspace
 
     if args.write_knobs:
+        if guard.unchanged_since_last_guard(args.params):
+            print(f"{args.params}: unchanged since it was last validated; dataset stamp refreshed")
+            return 0
         params, _ = guard.guard(args.params)
     else:
         params = load_params(args.params)

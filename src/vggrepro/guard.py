@@ -13,10 +13,17 @@ parse time. One code path, so both engines refuse the same files with the same l
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
-from vggrepro import datastamp, io, paths, registry, workspace
+from vggrepro import codedeps, datastamp, io, paths, registry, workspace
 from vggrepro.params import Params, ParamsError, load_params
+
+# What the last full pass checked, so DVC's `validate`, which runs on every call, can skip the
+# checks when nothing they read has changed (params.yaml, dvc.yaml, the package's files) and
+# only refresh the dataset stamp.
+RECORD = ".vggrepro/validated.json"
 
 
 def check_dvc_yaml(stages: list[registry.Stage], path: str | Path = registry.DVC_YAML) -> None:
@@ -42,11 +49,38 @@ def write_knobs(params: Params, stages: list[registry.Stage]) -> list[str]:
 
 def guard(params_path: str | Path = registry.PARAMS_FILE, *, dvc_yaml: bool = True) -> tuple[Params, list[registry.Stage]]:
     """Validates everything, then writes the knob files; raises ParamsError with one line."""
+    key = _inputs_key(params_path, dvc_yaml)
     params = load_params(params_path)
     workspace.check(params)
     stages = registry.build(params)
     if dvc_yaml:
         check_dvc_yaml(stages)
     write_knobs(params, stages)
-    datastamp.write(workspace.data_root(params))
+    root = workspace.data_root(params)
+    datastamp.write(root)
+    io.write_text(RECORD, json.dumps({"key": key, "data_root": str(root)}, indent=1) + "\n")
     return params, stages
+
+
+def unchanged_since_last_guard(params_path: str | Path = registry.PARAMS_FILE) -> bool:
+    """If nothing the last full guard read has changed, refreshes the dataset stamp and says so."""
+    try:
+        record = json.loads(Path(RECORD).read_text())
+    except (OSError, ValueError):
+        return False
+    if record.get("key") != _inputs_key(params_path, True):
+        return False
+    datastamp.write(record["data_root"])
+    return True
+
+
+def _inputs_key(params_path: str | Path, dvc_yaml: bool) -> str:
+    """A digest of params.yaml, dvc.yaml and the package's files (their sizes and times)."""
+    h = hashlib.blake2b(digest_size=16)
+    for path in (Path(params_path), *([Path(registry.DVC_YAML)] if dvc_yaml else [])):
+        h.update(path.read_bytes() if path.is_file() else b"(absent)")
+    for path in sorted(codedeps.PACKAGE_DIR.rglob("*")):
+        if path.suffix in (".py", ".yaml"):
+            st = path.stat()
+            h.update(f"{path.relative_to(codedeps.PACKAGE_DIR)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()

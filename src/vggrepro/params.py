@@ -19,7 +19,6 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 from ruamel.yaml import YAML
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError
@@ -52,12 +51,16 @@ def _is_number(checker, value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-_Validator = jsonschema.validators.extend(
-    jsonschema.Draft202012Validator,
-    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many(
-        {"integer": _is_integer, "number": _is_number}
-    ),
-)
+@cache
+def _validator():
+    import jsonschema  # here: a tenth of a second that a no-op rerun need not pay
+
+    return jsonschema.validators.extend(
+        jsonschema.Draft202012Validator,
+        type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many(
+            {"integer": _is_integer, "number": _is_number}
+        ),
+    )(schema())
 
 
 @dataclass(frozen=True)
@@ -153,7 +156,8 @@ def _dotted(path) -> str:
     return ".".join(str(p) for p in path) or "(top level)"
 
 
-def _schema_message(err: jsonschema.ValidationError) -> str:
+def _schema_message(err) -> str:
+    """One line for a jsonschema.ValidationError."""
     where = _dotted(err.absolute_path)
     if err.validator == "additionalProperties" and isinstance(err.instance, dict):
         allowed = err.schema.get("properties", {})
@@ -246,7 +250,9 @@ def parse_params(raw: Any, path: str = "params.yaml") -> Params:
     bad = _non_finite(raw)
     if bad is not None:
         raise ParamsError(f"{path}: {_dotted(bad)}: {lookup(raw, bad)!r} is not a finite number")
-    best = jsonschema.exceptions.best_match(_Validator(schema()).iter_errors(raw))
+    from jsonschema.exceptions import best_match
+
+    best = best_match(_validator().iter_errors(raw))
     if best is not None:
         raise ParamsError(f"{path}: {_schema_message(best)}")
     params = Params(raw=raw, path=path)
