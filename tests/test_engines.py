@@ -26,11 +26,12 @@ def run(cmd, cwd, ok=True) -> subprocess.CompletedProcess:
 
 
 def fingerprint(project: Path) -> dict[str, str]:
-    """md5 of every output file (and every file of the dataset), not DVC's .gitignore files."""
+    """md5 of every output file (and every file of the dataset), not DVC's .gitignore files
+    nor the record of the last validation."""
     found = {}
     for top in KEEP:
         for path in sorted((project / top).rglob("*")):
-            if path.is_file() and path.name != ".gitignore":
+            if path.is_file() and path.name not in (".gitignore", "validated.json"):
                 found[str(path.relative_to(project))] = hashlib.md5(path.read_bytes()).hexdigest()
     return found
 
