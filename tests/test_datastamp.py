@@ -46,3 +46,16 @@ def test_write_only_when_changed(tmp_path, monkeypatch):
     assert datastamp.write(root) is False
     (root / "val" / "e.JPEG").write_bytes(b"e")
     assert datastamp.write(root) is True
+
+
+def test_a_linked_class_folder_is_followed_and_a_folder_loop_stamped_once(tmp_path):
+    root = tree(tmp_path / "data")
+    elsewhere = tmp_path / "elsewhere" / "n2"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "x.JPEG").write_bytes(b"xx")
+    os.symlink(elsewhere, root / "train" / "n2")
+    os.symlink(root / "train", root / "train" / "n1" / "back")  # a loop back up
+    first = datastamp.stamp(root)
+    assert first["files"] == 5  # a, b, c, x and the loop, recorded once
+    (elsewhere / "x.JPEG").write_bytes(b"xxx")  # replaced behind the link
+    assert datastamp.stamp(root) != first

@@ -187,9 +187,9 @@ def test_snakemake_does_not_trust_dvc_for_a_graph_dvc_yaml_does_not_describe(wor
 
 
 def replace_one_image(root: Path) -> None:
-    """Overwrites one training image in place with another one's bytes."""
-    images = sorted((root / "train").rglob("*.JPEG"))
-    images[0].write_bytes(images[-1].read_bytes())
+    """Rewrites one training image in place with new bytes (a byte past the JPEG's end)."""
+    image = sorted((root / "train").rglob("*.JPEG"))[0]
+    image.write_bytes(image.read_bytes() + b"\0")
 
 
 def assert_a_replaced_image_reruns_the_grid(project: Path, data_root: Path, runs) -> None:

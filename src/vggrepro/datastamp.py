@@ -23,11 +23,21 @@ IGNORED = {".snakemake_timestamp"}  # Snakemake's time carrier in a directory ou
 
 
 def _walk(root: Path):
-    """(relative path, size, mtime_ns) of every file under root, folder by folder in sorted order."""
+    """(relative path, size, mtime_ns) of every file under root, folder by folder in sorted order.
+
+    Links to folders are followed, as ingestion follows them (torchvision does too); a folder
+    already seen on the way (a link loop) is recorded once and not entered again.
+    """
+    seen = set()
     stack = [("", str(root))]
     while stack:
         prefix, folder = stack.pop()
         try:
+            st = os.stat(folder)
+            if (st.st_dev, st.st_ino) in seen:
+                yield (prefix or ".", -2, 0)  # a loop: named by prepare, stamped here
+                continue
+            seen.add((st.st_dev, st.st_ino))
             with os.scandir(folder) as it:
                 entries = sorted((e for e in it if e.name not in IGNORED), key=lambda e: e.name)
         except OSError as err:  # unreadable: prepare names it; the stamp records that it is
@@ -37,7 +47,7 @@ def _walk(root: Path):
         for entry in entries:
             rel = prefix + entry.name
             try:
-                if entry.is_dir(follow_symlinks=False):
+                if entry.is_dir():  # follows a link to a folder
                     subfolders.append((rel + "/", entry.path))
                     continue
                 st = entry.stat()  # follows a link to a file: its target's size and time
