@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import SHARED_DATA
-from vggrepro.data import embedded, images, ingest
+from vggrepro.data import embedded, images, ingest, scan
 from vggrepro.stages.mean_rgb import rgb_moments
 
 SPEC = embedded.EmbeddedSpec(classes=5, train_per_class=3, val_per_class=2, min_side=40, max_side=90, seed=3)
@@ -20,6 +20,11 @@ def digest(root: Path) -> str:
         if p.is_file():
             h.update(p.relative_to(root).as_posix().encode() + p.read_bytes())
     return h.hexdigest()
+
+
+def read(root: Path, cache: Path) -> tuple[list[ingest.Entry], dict[str, str]]:
+    dataset = scan.read_dataset(root, source="ilsvrc2012", cache_dir=cache)
+    return dataset.entries, dataset.names
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +57,8 @@ def test_images_vary_in_size_and_aspect(dataset):
         assert c == 3 and SPEC.min_side <= min(h, w) <= SPEC.max_side and max(h, w) <= 1.5 * min(h, w) + 1
 
 
-def test_ingestion_reads_flat_val_with_solution_csv(dataset):
-    entries, synsets = ingest.ilsvrc2012(dataset)
+def test_ingestion_reads_flat_val_with_solution_csv(dataset, tmp_path):
+    entries, synsets = read(dataset, tmp_path)
     assert len(synsets) == SPEC.classes
     assert sum(e.split == "train" for e in entries) == SPEC.classes * SPEC.train_per_class
     val = [e for e in entries if e.split == "val"]
@@ -65,13 +70,13 @@ def test_ingestion_reads_flat_val_with_solution_csv(dataset):
 def test_ingestion_reads_folderised_val(dataset, tmp_path):
     root = tmp_path / "folderised"
     shutil.copytree(dataset / "train", root / "train")
-    flat, _ = ingest.ilsvrc2012(dataset)
+    flat, _ = read(dataset, tmp_path / "cache")
     for e in flat:
         if e.split == "val":
             dest = root / "val" / e.wnid / Path(e.path).name
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(dataset / e.path, dest)
-    entries, _ = ingest.ilsvrc2012(root)
+    entries, _ = read(root, tmp_path / "cache")
     assert sorted((Path(e.path).name, e.label) for e in entries if e.split == "val") == sorted(
         (Path(e.path).name, e.label) for e in flat if e.split == "val"
     )
@@ -83,26 +88,26 @@ def test_val_label_of_an_unknown_class_is_one_line(dataset, tmp_path):
     csv = root / "LOC_val_solution.csv"
     csv.write_text(csv.read_text().replace(embedded.wnid(1), "n12345678", 1))
     with pytest.raises(ingest.DatasetError, match=r"LOC_val_solution.csv:\d+: wnid 'n12345678'"):
-        ingest.ilsvrc2012(root)
+        read(root, tmp_path / "cache")
 
 
 def test_missing_val_labels_is_one_line(dataset, tmp_path):
     root = tmp_path / "nolabels"
     shutil.copytree(dataset, root)
     (root / "LOC_val_solution.csv").unlink()
-    with pytest.raises(ingest.DatasetError, match="no val/<wnid>/ folders and no LOC_val_solution.csv"):
-        ingest.ilsvrc2012(root)
+    with pytest.raises(ingest.DatasetError, match="no val/<wnid>/ folders, no LOC_val_solution.csv and no ILSVRC2012_devkit_t12/data/"):
+        read(root, tmp_path / "cache")
 
 
 def test_a_broken_jpeg_is_named(tmp_path):
     bad = tmp_path / "broken.JPEG"
     bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    with pytest.raises(ingest.DatasetError, match="broken.JPEG: not a decodable JPEG"):
+    with pytest.raises(ingest.DatasetError, match=r"broken.JPEG: not a decodable image \(Image is incomplete or truncated\)"):
         images.decode(bad)
 
 
-def test_mean_and_std_rgb_are_exact(dataset):
-    entries = [e for e in ingest.ilsvrc2012(dataset)[0] if e.split == "train"]
+def test_mean_and_std_rgb_are_exact(dataset, tmp_path):
+    entries = [e for e in read(dataset, tmp_path)[0] if e.split == "train"]
     mean, std, pixels = rgb_moments(dataset, entries)
     stacked = torch.cat([images.decode(dataset / e.path).flatten(1).double() for e in entries], dim=1)
     assert pixels == stacked.shape[1]

@@ -3,7 +3,7 @@
 Each class is a shape with a surface pattern (10 shapes x 5 patterns) and a typical hue.
 Every image draws its size, aspect ratio, object scale, position and colours at random over a
 cluttered background, so the net must find the object at different scales, as on ImageNet. The files
-are written exactly as ILSVRC-2012 is distributed, so `ingest.ilsvrc2012` reads them with the
+are written exactly as ILSVRC-2012 is distributed, so `scan.read_dataset` reads them with the
 very code that reads the real dataset:
 
     train/<wnid>/<wnid>_<k>.JPEG

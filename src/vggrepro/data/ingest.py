@@ -1,13 +1,20 @@
-"""Reads an ILSVRC-2012 tree into a manifest: one row per image (split, path, wnid, label).
+"""The manifest: the contract between prepare and every stage after it.
 
-The layout is the one ImageNet is distributed in, and the one the embedded dataset is written in:
+data/manifest.csv holds one row per image that prepare accepted:
 
-    train/<wnid>/*.JPEG
-    val/*.JPEG with LOC_val_solution.csv (ImageId,PredictionString "wnid x1 y1 x2 y2 ...")
-      or val/<wnid>/*.JPEG (the "folderised" val that many people keep)
-    LOC_synset_mapping.txt ("wnid name, other name"), optional
+    split,path,label,wnid,width,height,size,blake2b
 
-Labels are the index of the wnid in sorted order, as torchvision's ImageNet uses.
+- path: relative to data.root, with forward slashes;
+- label: the index of wnid in sorted order (torchvision's convention for ImageNet and
+  ImageFolder, so published weights line up); wnid is the class folder's name (a WordNet id on
+  ILSVRC-2012, any name in an ImageFolder tree);
+- width, height: of the upright image, as vggrepro.data.images.decode returns it;
+- size, blake2b: the file's byte count and 128-bit BLAKE2b digest. A replaced image changes
+  its row, so the engines rerun everything that depends on the manifest.
+
+data/classes.csv lists label, wnid, name. Which files are read, and how, is
+vggrepro.data.scan's job; this module only reads and writes the two files (stages that read
+the manifest do not depend on the scanning code).
 """
 
 from __future__ import annotations
@@ -17,12 +24,11 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
-IMAGE_SUFFIXES = (".jpeg", ".jpg")
-MANIFEST_COLUMNS = ("split", "path", "wnid", "label")
+MANIFEST_COLUMNS = ("split", "path", "label", "wnid", "width", "height", "size", "blake2b")
 
 
 class DatasetError(ValueError):
-    """A dataset layout problem, phrased as one line naming the file and what was expected."""
+    """A dataset problem, phrased as one line naming the file and what was expected."""
 
 
 @dataclass(frozen=True)
@@ -31,86 +37,22 @@ class Entry:
     path: str  # relative to the dataset root, with forward slashes
     wnid: str
     label: int
-
-
-def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def read_synsets(root: Path) -> dict[str, str]:
-    """wnid -> class name, from LOC_synset_mapping.txt, else from the train folders."""
-    mapping = root / "LOC_synset_mapping.txt"
-    if mapping.exists():
-        names = {}
-        for n, line in enumerate(mapping.read_text().splitlines(), start=1):
-            if not line.strip():
-                continue
-            wnid, _, name = line.partition(" ")
-            if not wnid.startswith("n"):
-                raise DatasetError(f"{mapping}:{n}: {line!r} does not start with a wnid (n########)")
-            names[wnid] = name.strip()
-        return names
-    train = root / "train"
-    if not train.is_dir():
-        raise DatasetError(f"{train}: no such folder; expected train/<wnid>/*.JPEG")
-    return {d.name: d.name for d in sorted(train.iterdir()) if d.is_dir()}
-
-
-def _val_from_solution(root: Path, csv_path: Path, labels: dict[str, int]) -> list[Entry]:
-    entries = []
-    with csv_path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames is None or not {"ImageId", "PredictionString"} <= set(reader.fieldnames):
-            raise DatasetError(f"{csv_path}: expected the columns ImageId,PredictionString")
-        for n, row in enumerate(reader, start=2):
-            wnid = (row["PredictionString"] or "").split(" ", 1)[0]
-            if wnid not in labels:
-                raise DatasetError(f"{csv_path}:{n}: wnid {wnid!r} is not a class of the training set")
-            rel = f"val/{row['ImageId']}.JPEG"
-            if not (root / rel).is_file():
-                raise DatasetError(f"{root / rel}: listed in {csv_path.name} but missing")
-            entries.append(Entry("val", rel, wnid, labels[wnid]))
-    return sorted(entries, key=lambda e: e.path)
-
-
-def ilsvrc2012(root: str | Path) -> tuple[list[Entry], dict[str, str]]:
-    """All train and val entries under root, and wnid -> class name."""
-    root = Path(root)
-    if not root.is_dir():
-        raise DatasetError(f"{root}: no such folder; expected an ILSVRC-2012 tree (train/, val/)")
-    synsets = read_synsets(root)
-    labels = {wnid: i for i, wnid in enumerate(sorted(synsets))}
-    entries = []
-    for wnid in sorted(synsets):
-        folder = root / "train" / wnid
-        if not folder.is_dir():
-            raise DatasetError(f"{folder}: no such folder; every class of LOC_synset_mapping.txt needs train images")
-        entries += [Entry("train", f"train/{wnid}/{p.name}", wnid, labels[wnid]) for p in _images(folder)]
-    val = root / "val"
-    solution = root / "LOC_val_solution.csv"
-    if val.is_dir() and any(d.is_dir() for d in val.iterdir()):
-        for wnid in sorted(synsets):
-            if (val / wnid).is_dir():
-                entries += [Entry("val", f"val/{wnid}/{p.name}", wnid, labels[wnid]) for p in _images(val / wnid)]
-    elif solution.exists():
-        entries += _val_from_solution(root, solution, labels)
-    else:
-        raise DatasetError(f"{root}: no val/<wnid>/ folders and no LOC_val_solution.csv; expected one of them")
-    for split in ("train", "val"):
-        if not any(e.split == split for e in entries):
-            raise DatasetError(f"{root}: no {split} images found")
-    return entries, synsets
+    width: int = 0  # upright, in pixels
+    height: int = 0
+    size: int = 0  # bytes
+    blake2b: str = ""  # hex digest of the file's bytes (digest_size 16)
 
 
 def manifest_csv(entries: list[Entry]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(MANIFEST_COLUMNS)
-    writer.writerows((e.split, e.path, e.wnid, e.label) for e in entries)
+    writer.writerows((e.split, e.path, e.label, e.wnid, e.width, e.height, e.size, e.blake2b) for e in entries)
     return buf.getvalue()
 
 
 def classes_csv(synsets: dict[str, str]) -> str:
+    """label,wnid,name for each class, labels in sorted wnid order."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(("label", "wnid", "name"))
@@ -118,13 +60,29 @@ def classes_csv(synsets: dict[str, str]) -> str:
     return buf.getvalue()
 
 
+def _entry(row: dict[str, str]) -> Entry:
+    return Entry(
+        split=row["split"],
+        path=row["path"],
+        wnid=row["wnid"],
+        label=int(row["label"]),
+        width=int(row.get("width") or 0),
+        height=int(row.get("height") or 0),
+        size=int(row.get("size") or 0),
+        blake2b=row.get("blake2b") or "",
+    )
+
+
 def read_manifest(path: str | Path, split: str) -> list[Entry]:
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"{path}: no such file; run the prepare stage first")
     with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    return [Entry(r["split"], r["path"], r["wnid"], int(r["label"])) for r in rows if r["split"] == split]
+        reader = csv.DictReader(f)
+        missing = {"split", "path", "wnid", "label"} - set(reader.fieldnames or ())
+        if missing:
+            raise DatasetError(f"{path}: no column {sorted(missing)[0]!r}; expected {','.join(MANIFEST_COLUMNS)}")
+        return [_entry(r) for r in reader if r["split"] == split]
 
 
 def read_classes(path: str | Path) -> list[str]:

@@ -1,8 +1,12 @@
-"""prepare: the dataset as a manifest (split, path, wnid, label) and a class list.
+"""prepare: the dataset as a manifest, a class list and a list of bad files.
 
 With data.source "embedded" the embedded dataset is first generated into data.root; then,
-whatever the source, the tree is read by the same ILSVRC-2012 ingestion code. The generator
-writes only into a new folder or one it made before (vggrepro.workspace), never elsewhere.
+whatever the source, the tree is read by vggrepro.data.scan (the embedded set by the very code
+that reads ILSVRC-2012) into data/manifest.csv (one row per image, with a content fingerprint:
+vggrepro.data.ingest), data/classes.csv and data/bad_files.csv (vggrepro.data.badfiles). The
+generator writes only into a new folder or one it made before (vggrepro.workspace), never
+elsewhere. Run on every change of the folder's stamp, it decodes only the files that changed
+(vggrepro.data.fingerprint's cache).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from vggrepro import datastamp, io, paths, workspace
-from vggrepro.data import embedded, ingest
+from vggrepro.data import badfiles, embedded, ingest, scan
 from vggrepro.params import Params
 
 
@@ -23,7 +27,7 @@ def embedded_spec(params: Params) -> embedded.EmbeddedSpec:
     return embedded.EmbeddedSpec(**params.raw["data"].get("embedded", {}), seed=params.raw["seed"])
 
 
-def run(params: Params) -> dict[str, int]:
+def run(params: Params) -> dict:
     data = params.raw["data"]
     root = workspace.data_root(params)
     if data["source"] == "embedded":
@@ -31,12 +35,18 @@ def run(params: Params) -> dict[str, int]:
         if workspace.generated_spec(root) != spec_json(spec):  # absent, or made from other params
             generate_into(root, spec)
     datastamp.write(root)  # the folder as read now: the engines rerun prepare when it changes
-    entries, synsets = ingest.ilsvrc2012(root)
-    io.write_text(paths.CLASSES, ingest.classes_csv(synsets))
-    io.write_text(paths.MANIFEST, ingest.manifest_csv(entries))
-    io.write_text(paths.BAD_FILES, "path,kind,action,detail\n")
-    counts = {split: sum(e.split == split for e in entries) for split in ("train", "val")}
-    return {"classes": len(synsets), **counts}
+    dataset = scan.read_dataset(
+        root,
+        source=data["source"],
+        seed=params.raw["seed"],
+        val_fraction=data.get("val_fraction", 0.1),
+        on_bad_file=data.get("on_bad_file", "skip"),
+        workers=data.get("workers", 2),
+    )
+    io.write_text(paths.CLASSES, ingest.classes_csv(dataset.names))
+    io.write_text(paths.MANIFEST, ingest.manifest_csv(dataset.entries))
+    io.write_text(paths.BAD_FILES, badfiles.csv_text(dataset.bad))
+    return dataset.summary()
 
 
 def spec_json(spec: embedded.EmbeddedSpec) -> str:

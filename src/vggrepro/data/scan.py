@@ -1,0 +1,190 @@
+"""A dataset folder read into manifest entries, class names and bad-file rows: prepare's work.
+
+    layout (vggrepro.data.layouts: which files, which class)
+    -> fingerprints (vggrepro.data.fingerprint: hash, decode, cached)
+    -> classes: those with at least one readable training image (an empty class is a row of
+       bad_files.csv, not a class: a class with no images cannot be learnt)
+    -> the val split, for an imagefolder tree without val/ (hold_out)
+    -> labels: the index of the class in sorted order (torchvision's convention).
+
+With data.on_bad_file "fail", the first excluded file, in this order, stops with one line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from vggrepro import paths
+from vggrepro.data import badfiles, fingerprint, layouts
+from vggrepro.data.badfiles import BadFile
+from vggrepro.data.fingerprint import Fingerprint
+from vggrepro.data.ingest import DatasetError, Entry
+from vggrepro.data.layouts import Candidate, Layout
+
+
+EXPECTED = {
+    "ilsvrc2012": "an ILSVRC-2012 tree (train/, val/)",
+    "embedded": "an ILSVRC-2012 tree (train/, val/)",
+    "imagefolder": "an ImageFolder tree (<class>/<image>)",
+}
+
+
+@dataclass
+class Dataset:
+    entries: list[Entry]  # train then val, each sorted by path
+    names: dict[str, str]  # class (wnid) -> readable name
+    bad: list[BadFile]
+    decoded: int = 0  # files read and decoded in this pass
+    cached: int = 0  # files whose fingerprint came from the cache
+
+    def summary(self) -> dict:
+        splits = Counter(e.split for e in self.entries)
+        return {
+            "classes": len(self.names),
+            "train": splits["train"],
+            "val": splits["val"],
+            **badfiles.summary(self.bad),
+            "decoded": self.decoded,
+            "cached": self.cached,
+        }
+
+
+def read_dataset(
+    root: str | Path,
+    *,
+    source: str,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    on_bad_file: str = "skip",
+    workers: int = 0,
+    cache_dir: str | Path = fingerprint.CACHE_DIR,
+) -> Dataset:
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DatasetError(f"{root}: no such folder; expected {EXPECTED.get(source, 'a dataset')} (data.root)")
+    fail = on_bad_file == "fail"
+    layout = layouts.read(root, source)
+    bad = layout.bad + _empty_classes(layout, _training_counts(layout.images), "no images")
+    if fail:
+        _stop_at_first(root, bad)
+    accepted, decoded, cached = _fingerprint(root, layout, bad, fail=fail, workers=workers, cache_dir=cache_dir)
+    names, accepted = _classes(root, layout, accepted, bad, fail=fail)
+    if any(c.split == "" for c, _ in accepted):
+        accepted = hold_out(accepted, fraction=val_fraction, seed=seed)
+    labels = {wnid: i for i, wnid in enumerate(sorted(names))}
+    entries = sorted(
+        (
+            Entry(c.split, c.path, c.wnid, labels[c.wnid], fp.width, fp.height, fp.size, fp.blake2b)
+            for c, fp in accepted
+        ),
+        key=lambda e: (e.split != "train", e.path),
+    )
+    _check_splits(root, entries, val_fraction)
+    return Dataset(entries, names, sorted(bad), decoded=decoded, cached=cached)
+
+
+def _training_counts(images) -> Counter:
+    """Images per class outside val (split "" is still to be split: it trains too)."""
+    return Counter(c.wnid for c in images if c.split != "val")
+
+
+def _classes(
+    root: Path, layout: Layout, accepted: list[tuple[Candidate, Fingerprint]], bad: list[BadFile], *, fail: bool
+) -> tuple[dict[str, str], list[tuple[Candidate, Fingerprint]]]:
+    """The classes with a readable training image, and the images of those classes.
+
+    A class whose every training image was excluded is an `empty_class` row; its val images
+    are `unlabelled` rows (a class with no training image cannot be predicted).
+    """
+    counts = _training_counts(c for c, _ in accepted)
+    reported = {r.path for r in bad if r.kind == "empty_class"}
+    emptied = [r for r in _empty_classes(layout, counts, "every training image excluded") if r.path not in reported]
+    if fail:
+        _stop_at_first(root, emptied)
+    bad += emptied
+    names = {wnid: name for wnid, name in layout.names.items() if counts[wnid]}
+    bad += [
+        BadFile(c.path, "unlabelled", f"its class {c.wnid!r} has no readable training image, so is no class")
+        for c, _ in accepted
+        if c.wnid not in names
+    ]
+    return names, [(c, fp) for c, fp in accepted if c.wnid in names]
+
+
+def _fingerprint(
+    root: Path, layout: Layout, bad: list[BadFile], *, fail: bool, workers: int, cache_dir: str | Path
+) -> tuple[list[tuple[Candidate, Fingerprint]], int, int]:
+    """The candidates that decode, with their fingerprints; rows of the others appended to bad."""
+    cache = fingerprint.Cache(Path(cache_dir), root).load()
+    candidates = {c.path: c for c in layout.images}
+    accepted, seen, decoded, cached = [], {}, 0, 0
+    for rel, st, fp, from_cache in fingerprint.fingerprints(root, sorted(candidates), cache=cache, workers=workers):
+        rows = fp.rows(rel)
+        if fail:
+            _stop_at_first(root, rows)
+        bad.extend(rows)
+        cached += from_cache
+        decoded += st is not None and not from_cache
+        if st is not None:
+            seen[rel] = (st, fp)
+        if not fp.excluded:
+            accepted.append((candidates[rel], fp))
+    cache.save(seen)
+    return accepted, decoded, cached
+
+
+def _empty_classes(layout: Layout, counts: Counter, reason: str) -> list[BadFile]:
+    return [
+        BadFile(layout.folders[wnid], "empty_class", f"{reason}; not a class, later labels shift")
+        for wnid in sorted(layout.names)
+        if not counts[wnid]
+    ]
+
+
+def _stop_at_first(root: Path, rows: list[BadFile]) -> None:
+    """data.on_bad_file fail: the first excluded row, as one line."""
+    for row in rows:
+        if row.excluded:
+            raise DatasetError(
+                f"{root / row.path}: {row.detail} ({row.kind}); data.on_bad_file is fail "
+                f"(with skip it would be left out and listed in {paths.BAD_FILES})"
+            )
+
+
+def hold_out(
+    images: list[tuple[Candidate, Fingerprint]], *, fraction: float, seed: int
+) -> list[tuple[Candidate, Fingerprint]]:
+    """Moves round(fraction * n) images of each class (at most n - 1) to val, the rest to train.
+
+    Stratified and seeded: within a class, the images with the smallest BLAKE2b of
+    "seed/path" go to val. Each image's draw depends on its own path only, so adding an image
+    to one class changes no other class's split, and no Python version changes it.
+    """
+    by_class: dict[str, list[tuple[Candidate, Fingerprint]]] = {}
+    for item in images:
+        by_class.setdefault(item[0].wnid, []).append(item)
+    split = []
+    for items in by_class.values():
+        n_val = min(len(items) - 1, math.floor(fraction * len(items) + 0.5))
+        ranked = sorted(items, key=lambda item: _draw(seed, item[0].path))
+        for k, (c, fp) in enumerate(ranked):
+            split.append((Candidate("val" if k < n_val else "train", c.path, c.wnid), fp))
+    return split
+
+
+def _draw(seed: int, path: str) -> str:
+    return hashlib.blake2b(f"{seed}/{path}".encode(), digest_size=8).hexdigest()
+
+
+def _check_splits(root: Path, entries: list[Entry], val_fraction: float) -> None:
+    if not any(e.split == "train" for e in entries):
+        raise DatasetError(f"{root}: no readable training images; expected images in class folders (see {paths.BAD_FILES})")
+    if not any(e.split == "val" for e in entries):
+        raise DatasetError(
+            f"{root}: no readable val images; expected a val/ folder, or classes large enough that "
+            f"data.val_fraction ({val_fraction}) holds out at least one image"
+        )
