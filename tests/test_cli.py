@@ -81,3 +81,21 @@ def test_model_refuses_impossible_shapes_in_one_line(tmp_path, args, expected):
     done = vggrepro("model", "--config", "E", *args, cwd=tmp_path)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip().startswith(f"vggrepro model: error: {expected}"), done.stderr
+
+
+def test_an_unreadable_file_is_one_line(bare, monkeypatch):
+    """An OSError anywhere (permission, a full disk) names the file, without a traceback."""
+    from vggrepro import cli
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", "params.yaml")
+
+    monkeypatch.chdir(bare)
+    monkeypatch.setattr(cli, "_validate", refuse)
+    import io as _io
+    import contextlib
+
+    err = _io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert cli.main(["validate"]) == 2
+    assert err.getvalue() == "vggrepro validate: error: params.yaml: Permission denied\n"

@@ -126,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ParamsError, DatasetError, FileNotFoundError, ValueError, FloatingPointError) as err:
         print(f"vggrepro {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a file that cannot be read or written: name it, no traceback
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"vggrepro {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"vggrepro {args.command}: interrupted; no output was written", file=sys.stderr)
         return 130
