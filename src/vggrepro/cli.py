@@ -4,7 +4,7 @@
     vggrepro model --config E --num-classes 1000 --json
     vggrepro validate            check params.yaml, the workspace and dvc.yaml
     vggrepro dvc-yaml [--check]  render dvc.yaml from the stage registry
-    vggrepro bench noop|stamp    benchmarks (ratios from one run)
+    vggrepro bench noop|stamp|loader   benchmarks (ratios from one run)
 
 Every stage validates the whole params.yaml first. Errors are one line on stderr, exit 2.
 """
@@ -43,8 +43,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--write-knobs", action="store_true", help="also write each stage's knob file (DVC's first stage)")
     p = sub.add_parser("bench", help="benchmarks: ratios measured in one run, medians")
     p.add_argument(
-        "what", choices=["noop", "stamp"],
-        help="noop: both engines' no-op rerun against a toy pipeline; stamp: the dataset stamp on 100,000 files",
+        "what", choices=["noop", "stamp", "loader"],
+        help="noop: both engines' no-op rerun against a toy pipeline; stamp: the dataset stamp on 100,000 files; "
+        "loader: the training input pipeline against a PIL loop and the training step",
     )
     p.add_argument("--repeat", type=int, default=5)
     p = sub.add_parser("dvc-yaml", help="render dvc.yaml from the stage registry")
