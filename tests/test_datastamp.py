@@ -1,6 +1,7 @@
 """The dataset stamp: changes with any file's path, size or time; never reads a file."""
 
 import os
+import time
 
 from vggrepro import datastamp
 
@@ -59,3 +60,41 @@ def test_a_linked_class_folder_is_followed_and_a_folder_loop_stamped_once(tmp_pa
     assert first["files"] == 5  # a, b, c, x and the loop, recorded once
     (elsewhere / "x.JPEG").write_bytes(b"xxx")  # replaced behind the link
     assert datastamp.stamp(root) != first
+
+
+def test_an_in_place_edit_that_restores_size_and_mtime_changes_the_stamp(tmp_path):
+    """exiftool -P: new bytes, same size, the old mtime put back; the ctime still moves."""
+    root = tree(tmp_path / "data")
+    image = root / "train" / "n1" / "a.JPEG"
+    before = datastamp.stamp(root)
+    st = image.stat()
+    time.sleep(0.02)  # past the file system's timestamp tick
+    with open(image, "r+b") as f:  # in place: same inode
+        f.write(b"Z")
+    os.utime(image, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (image.stat().st_size, image.stat().st_mtime_ns, image.stat().st_ino) == (st.st_size, st.st_mtime_ns, st.st_ino)
+    assert datastamp.stamp(root) != before
+
+
+def test_a_file_replaced_by_another_inode_changes_the_stamp(tmp_path):
+    root = tree(tmp_path / "data")
+    image = root / "train" / "n1" / "a.JPEG"
+    before = datastamp.stamp(root)
+    st = image.stat()
+    other = tmp_path / "other.JPEG"
+    other.write_bytes(b"aaaa")  # the same bytes even
+    os.utime(other, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(other, image)
+    assert datastamp.stamp(root) != before
+
+
+def test_two_links_to_one_folder_are_both_stamped_and_a_name_that_is_not_utf8_is_stamped(tmp_path):
+    root = tree(tmp_path / "data")
+    shared = tmp_path / "shared-class"
+    shared.mkdir()
+    (shared / "s.JPEG").write_bytes(b"s")
+    os.symlink(shared, root / "train" / "n2")
+    os.symlink(shared, root / "train" / "n3")  # not a loop: not above itself
+    assert datastamp.stamp(root)["files"] == 5
+    (root / "val").joinpath(os.fsdecode(b"caf\xe9.JPEG")).write_bytes(b"x")
+    assert datastamp.stamp(root)["files"] == 6

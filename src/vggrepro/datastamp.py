@@ -1,4 +1,4 @@
-"""A stamp of the dataset folder: one digest of every file's path, size and modification time.
+"""A stamp of the dataset folder: one digest of every file's path, size, mtime, inode and ctime.
 
 The dataset folder is not an output of any stage (DVC would hash an ImageNet-sized folder
 file by file on every call): the manifest, with a content fingerprint per image, is the
@@ -8,6 +8,11 @@ engines, on every call: a listing with one stat per file, no reading), and by pr
 once it has generated or read the folder. A replaced, added or removed image changes it, so
 prepare reruns, rehashes what changed and writes a new manifest, and everything after it reruns.
 No torch import: the engines call this on every parse.
+
+The key is the fingerprint cache's (vggrepro.data.fingerprint): size and mtime alone miss an
+in-place edit that restores the mtime (exiftool -P, cp -p, rsync -t); the ctime changes on any
+write and cannot be set back, and a replaced file has another inode. (A chmod, chown or new
+hard link changes the ctime too, so it reruns prepare, which then rehashes those files.)
 """
 
 from __future__ import annotations
@@ -23,37 +28,38 @@ IGNORED = {".snakemake_timestamp"}  # Snakemake's time carrier in a directory ou
 
 
 def _walk(root: Path):
-    """(relative path, size, mtime_ns) of every file under root, folder by folder in sorted order.
+    """(relative path, size, mtime_ns, inode, ctime_ns) of every file under root, folder by folder, sorted.
 
-    Links to folders are followed, as ingestion follows them (torchvision does too); a folder
-    already seen on the way (a link loop) is recorded once and not entered again.
+    Links to folders are followed, as ingestion follows them (torchvision does too); a link to
+    a folder above it on the way down from root (a loop) is recorded and not entered. Two
+    links to one folder elsewhere are two folders, as for ingestion (vggrepro.data.layouts).
     """
-    seen = set()
-    stack = [("", str(root))]
+    stack = [("", str(root), ())]
     while stack:
-        prefix, folder = stack.pop()
+        prefix, folder, chain = stack.pop()
         try:
             st = os.stat(folder)
-            if (st.st_dev, st.st_ino) in seen:
-                yield (prefix or ".", -2, 0)  # a loop: named by prepare, stamped here
+            identity = (st.st_dev, st.st_ino)
+            if identity in chain:
+                yield (prefix or ".", -2, 0, 0, 0)  # a loop: named by prepare, stamped here
                 continue
-            seen.add((st.st_dev, st.st_ino))
+            chain = (*chain, identity)
             with os.scandir(folder) as it:
                 entries = sorted((e for e in it if e.name not in IGNORED), key=lambda e: e.name)
         except OSError as err:  # unreadable: prepare names it; the stamp records that it is
-            yield (prefix or ".", -1, err.errno or 0)
+            yield (prefix or ".", -1, err.errno or 0, 0, 0)
             continue
         subfolders = []
         for entry in entries:
             rel = prefix + entry.name
             try:
                 if entry.is_dir():  # follows a link to a folder
-                    subfolders.append((rel + "/", entry.path))
+                    subfolders.append((rel + "/", entry.path, chain))
                     continue
-                st = entry.stat()  # follows a link to a file: its target's size and time
-                yield (rel, st.st_size, st.st_mtime_ns)
+                st = entry.stat()  # follows a link to a file: its target's
+                yield (rel, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
             except OSError as err:  # a dangling or looping link: recorded, named by prepare
-                yield (rel, -1, err.errno or 0)
+                yield (rel, -1, err.errno or 0, 0, 0)
         stack.extend(reversed(subfolders))
 
 
@@ -62,8 +68,9 @@ def stamp(root: str | Path) -> dict:
     root = Path(root).expanduser()
     if not root.is_dir():
         return {"root": str(root), "files": 0, "digest": "absent"}
-    rows = [f"{rel}\0{size}\0{mtime}\n" for rel, size, mtime in _walk(root)]
-    digest = hashlib.blake2b("".join(rows).encode(), digest_size=16).hexdigest()
+    rows = ["\0".join(map(str, row)) + "\n" for row in _walk(root)]
+    # surrogateescape: a file name that is not UTF-8 is stamped by its bytes, not refused
+    digest = hashlib.blake2b("".join(rows).encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
     return {"root": str(root), "files": len(rows), "digest": digest}
 
 

@@ -3,14 +3,22 @@
 Every image prepare did not read as a plain 8-bit RGB file gets a row in data/bad_files.csv
 (path, kind, action, detail), so nothing is dropped or changed silently:
 
-- excluded: not in the manifest (the decoder, vggrepro.data.images.decode, cannot read it, or
-  it has no label);
+- excluded: not in the manifest (the decoder, vggrepro.data.images.decode_bytes, cannot read
+  it, its header claims too many pixels, it has no label, or it is hidden);
 - converted: in the manifest, decoded to 8-bit RGB by that same decoder, upright;
-- ignored: not an image file (its suffix is not .jpg, .jpeg or .png).
+- ignored: not an image file (its suffix is none of the image formats below);
+- kept_class: a class folder (or a class of the synset list) with no usable training image.
+  It stays in the class list, so no later label shifts (torchvision's ImageFolder labels every
+  class folder too); it just cannot be learnt.
 
 ILSVRC-2012's training set holds such files: 22 CMYK JPEGs and one PNG named .JPEG, and some
 grayscale JPEGs. An image smaller than the crop is no bad file: it is kept, and the isotropic
 rescale to S (Sec. 3.1, S >= crop) upsamples it, as for any other image.
+
+Known limit: a JPEG damaged in the middle of its data, which libjpeg decodes to the end with
+only a warning ("Corrupt JPEG data: premature end of data segment"), is accepted as it
+decodes (grey or smeared blocks where the data was damaged), with no row: the decoder reports
+no error to tell it from a good one.
 """
 
 from __future__ import annotations
@@ -21,18 +29,23 @@ import io
 from collections import Counter
 from dataclasses import dataclass
 
-EXCLUDED, CONVERTED, IGNORED = "excluded", "converted", "ignored"
+EXCLUDED, CONVERTED, IGNORED, KEPT_CLASS = "excluded", "converted", "ignored", "kept_class"
 KINDS = {
     "empty_file": EXCLUDED,  # zero bytes
     "not_an_image": EXCLUDED,  # neither JPEG, PNG, GIF nor WebP data, whatever the name says
     "truncated": EXCLUDED,  # a JPEG or PNG whose data stops early
     "corrupt": EXCLUDED,  # any other decoding error
+    "too_large": EXCLUDED,  # the header claims more pixels than MAX_PIXELS: never decoded
+    "out_of_memory": EXCLUDED,  # decoding ran out of memory (not cached: may pass next time)
     "unreadable": EXCLUDED,  # opening or reading it failed (permissions, I/O)
-    "symlink_loop": EXCLUDED,  # a link that resolves to itself, or to a folder read already
+    "symlink_loop": EXCLUDED,  # a link that resolves to itself, or to a folder above it
     "broken_link": EXCLUDED,  # a link to nothing
     "missing": EXCLUDED,  # listed by the val labels (CSV or devkit), no such file
     "unlabelled": EXCLUDED,  # an image outside any class folder, or a flat val image with no label
-    "empty_class": EXCLUDED,  # a class with no readable training image: not a class, later labels shift
+    "unsupported_format": EXCLUDED,  # an image format not read here (.bmp, .gif, .tif, ...)
+    "hidden": EXCLUDED,  # an image file whose name starts with "." (e.g. macOS's ._IMG_1.jpg)
+    "bad_name": EXCLUDED,  # a file name that is not UTF-8: it could not be written to the manifest
+    "empty_class": KEPT_CLASS,  # a class with no usable training image: still a class, label kept
     "wrong_suffix": CONVERTED,  # e.g. PNG data named .JPEG: decoded by content
     "cmyk": CONVERTED,
     "grayscale": CONVERTED,
@@ -42,6 +55,8 @@ KINDS = {
     "exif_rotated": CONVERTED,  # EXIF orientation applied: the manifest's width and height are upright
     "other_file": IGNORED,
 }
+# A file's action in the summary: its strongest row's (a converted file later excluded counts once).
+_PRECEDENCE = (EXCLUDED, CONVERTED, IGNORED)
 COLUMNS = ("path", "kind", "action", "detail")
 
 
@@ -63,6 +78,10 @@ class BadFile:
     def excluded(self) -> bool:
         return self.action == EXCLUDED
 
+    @property
+    def is_folder(self) -> bool:
+        return self.path.endswith("/")
+
 
 def csv_text(rows: list[BadFile]) -> str:
     """data/bad_files.csv: sorted by path and kind, so a rerun writes the same bytes."""
@@ -78,10 +97,21 @@ def read_csv(text: str) -> list[BadFile]:
 
 
 def summary(rows: list[BadFile]) -> dict:
-    """Files per action and rows per kind, for the stage's summary line."""
-    files = {action: {r.path for r in rows if r.action == action} for action in (EXCLUDED, CONVERTED, IGNORED)}
+    """For the stage's summary line: files per final action, empty classes, rows per kind.
+
+    A file with several rows (a 16-bit grayscale PNG; a converted file then excluded) counts
+    once, under its strongest action (excluded, then converted, then ignored). Folder rows (an
+    empty class, a folder link loop) are no files: they count in bad_files (rows per kind) only,
+    and empty classes also as empty_classes.
+    """
+    actions: dict[str, set[str]] = {}
+    for r in rows:
+        if not r.is_folder:
+            actions.setdefault(r.path, set()).add(r.action)
+    final = Counter(next(a for a in _PRECEDENCE if a in acts) for acts in actions.values())
     return {
-        **{action: len(paths) for action, paths in files.items()},
+        **{action: final[action] for action in _PRECEDENCE},
+        "empty_classes": sum(r.kind == "empty_class" for r in rows),
         "bad_files": dict(sorted(Counter(r.kind for r in rows).items())),
     }
 
@@ -110,29 +140,24 @@ def from_decode_error(path: str, data: bytes, message: str) -> BadFile:
     return BadFile(path, "corrupt", message)
 
 
-IMAGE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}
+# The formats a suffix names; MPO is the multi-picture JPEG of phone cameras (a JPEG first image).
+IMAGE_FORMATS = {".jpg": ("JPEG", "MPO"), ".jpeg": ("JPEG", "MPO"), ".png": ("PNG",), ".webp": ("WEBP",)}
 GRAYSCALE_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 EXIF_ORIENTATION = 0x0112  # EXIF tag 274; 1 is upright, 2..8 mirror and/or rotate
 
 
-def conversions(path: str, data: bytes) -> list[BadFile]:
+def conversions(path: str, header) -> list[BadFile]:
     """What decoding a readable image changed on the way to 8-bit upright RGB.
 
-    Read from the header alone (PIL opens lazily); the decoder has already accepted the file,
-    so a header PIL cannot parse just adds no row.
+    header: vggrepro.data.images.Header, read from the file's header alone (None when PIL
+    could not parse it: the decoder has already accepted the file, so that just adds no row).
     """
-    from PIL import Image  # torchvision's own dependency
-
-    try:
-        with Image.open(io.BytesIO(data), formats=("JPEG", "PNG", "GIF", "WEBP")) as im:
-            fmt, mode, (width, height) = im.format, im.mode, im.size
-            transparent = "transparency" in im.info
-            orientation = im.getexif().get(EXIF_ORIENTATION, 1)
-    except Exception:  # noqa: BLE001 - any header PIL cannot read: nothing to report
+    if header is None:
         return []
+    fmt, mode, width, height = header.format, header.mode, header.width, header.height
     rows = []
     suffix = "." + path.rsplit(".", 1)[-1]
-    if IMAGE_FORMATS.get(suffix.lower()) != fmt:
+    if fmt not in IMAGE_FORMATS.get(suffix.lower(), ()):
         rows.append(BadFile(path, "wrong_suffix", f"{fmt} data in a {suffix} file; decoded as {fmt}"))
     if mode == "CMYK":  # PIL reports Adobe YCCK as CMYK too
         rows.append(BadFile(path, "cmyk", "CMYK converted to RGB"))
@@ -140,10 +165,11 @@ def conversions(path: str, data: bytes) -> list[BadFile]:
         rows.append(BadFile(path, "grayscale", f"grayscale (mode {mode}) repeated into R, G and B"))
     elif mode in ("P", "PA"):
         rows.append(BadFile(path, "palette", "palette colours expanded to RGB"))
-    if "A" in mode or transparent:
+    if "A" in mode or header.transparent:
         rows.append(BadFile(path, "alpha", f"alpha dropped (mode {mode}); colours kept as stored"))
-    if fmt == "PNG" and len(data) > 24 and data[24] == 16:  # IHDR bit depth
+    if header.bits == 16:
         rows.append(BadFile(path, "16bit", "16-bit samples scaled to 8 bits"))
+    orientation = header.orientation
     if isinstance(orientation, int) and 2 <= orientation <= 8:
         upright = (height, width) if orientation >= 5 else (width, height)  # 5..8 swap the axes
         rows.append(

@@ -1,18 +1,90 @@
-"""Decoding and rescaling images (torchvision.io, the fastest decoder measured here)."""
+"""Decoding and rescaling images (torchvision.io, the fastest decoder measured here).
+
+read_header tells, from the header alone (PIL parses it without decoding), the format, mode
+and size of an image: prepare refuses an image whose header claims more than MAX_PIXELS
+before anything decodes it (a 675-byte JPEG may claim 60000 x 60000 pixels, and the decoder
+would allocate 10.8 GB for it). What prepare accepted, training decodes (decode).
+"""
 
 from __future__ import annotations
 
+import io
 import re
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms.v2 import functional as TF
 
+from vggrepro.data.badfiles import EXIF_ORIENTATION
 from vggrepro.data.ingest import DatasetError, Entry
 
-# torchvision's errors open with the C++ source: "decode_jpeg, /.../decode_jpeg.cpp:171, "
-_CPP_LOCATION = re.compile(r"^[\w()]+, \S+:\d+, ")
+# PIL's own DecompressionBombError threshold (2 x Image.MAX_IMAGE_PIXELS's default), fixed here
+# so a changed PIL setting does not change what prepare accepts.
+MAX_PIXELS = 2 * 89_478_485
+# torchvision's errors open with the C++ source: "decode_jpeg, /.../decode_jpeg.cpp:171, ";
+# torch's allocator's with "[enforce fail at /.../alloc_cpu.cpp:117] . ".
+_CPP_LOCATION = re.compile(r"^[\w()<>:~]+, \S+:\d+, ")
+_ENFORCE = re.compile(r"\[enforce fail at [^\]]*\][\s.]*")
+_SOURCE_PATH = re.compile(r"(?:[A-Za-z]:)?(?:[\\/][^\s\\/,:;()\[\]'\"]+)+\.(?:cpp|cxx|cc|cu|hpp|c|h)\b(?::\d+)?")
+
+
+class TooLarge(ValueError):
+    """The header claims more than MAX_PIXELS pixels."""
+
+
+@dataclass(frozen=True)
+class Header:
+    format: str  # PIL's: JPEG, MPO, PNG, GIF, WEBP
+    mode: str  # PIL's: RGB, L, CMYK, P, RGBA, I;16, ...
+    width: int  # as stored (before any EXIF rotation)
+    height: int
+    transparent: bool = False  # a transparency entry beside the mode (palette or RGB PNG)
+    orientation: int = 1  # EXIF orientation, 1 upright
+    bits: int = 8  # bits per sample (16 for a 16-bit PNG)
+
+
+def read_header(data: bytes) -> Header | None:
+    """The image's header, without decoding; None if PIL cannot parse it (the decoder decides).
+
+    Raises TooLarge if it claims more than MAX_PIXELS pixels.
+    """
+    from PIL import Image  # torchvision's own dependency
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=("JPEG", "PNG", "GIF", "WEBP")) as im:
+                width, height = im.size
+                if width * height > MAX_PIXELS:
+                    raise TooLarge(_too_large(width * height, f"{width}x{height}"))
+                orientation = im.getexif().get(EXIF_ORIENTATION, 1)
+                header = Header(
+                    format=im.format or "",
+                    mode=im.mode,
+                    width=width,
+                    height=height,
+                    transparent="transparency" in im.info,
+                    orientation=orientation if isinstance(orientation, int) else 1,
+                    bits=16 if im.format == "PNG" and len(data) > 24 and data[24] == 16 else 8,  # IHDR bit depth
+                )
+    except Image.DecompressionBombError as err:  # PIL's own check, when its limit is lower
+        claimed = re.search(r"\((\d+) pixels\)", str(err))
+        raise TooLarge(_too_large(int(claimed.group(1)), "") if claimed else str(err)) from None
+    except TooLarge:
+        raise
+    except Exception:  # noqa: BLE001 - any header PIL cannot read: the decoder has the last word
+        return None
+    return header
+
+
+def _too_large(pixels: int, dims: str) -> str:
+    return (
+        f"the header claims {dims + ' = ' if dims else ''}{pixels:,} pixels, above the limit of "
+        f"{MAX_PIXELS:,} (PIL's decompression-bomb threshold); not decoded"
+    )
 
 
 def decode_bytes(data: bytes | bytearray) -> torch.Tensor:
@@ -48,10 +120,17 @@ def decode(path: Path) -> torch.Tensor:
         raise DatasetError(f"{path}: not a decodable image ({describe(err)}); rerun the prepare stage") from None
 
 
-def describe(err: Exception) -> str:
-    """A decoder error's first line, without the C++ source location."""
-    lines = str(err).splitlines()
-    return _CPP_LOCATION.sub("", lines[0]) if lines else type(err).__name__
+def describe(err: BaseException) -> str:
+    """A decoder error's first line, without the C++ source location or any build path.
+
+    The detail lands in bad_files.csv, so it must not depend on where the wheel was built.
+    """
+    lines = str(err).strip().splitlines()
+    if not lines:
+        return type(err).__name__
+    text = _ENFORCE.sub("", _CPP_LOCATION.sub("", lines[0]))
+    text = _SOURCE_PATH.sub("<source>", text).strip(" ,.")
+    return text or type(err).__name__
 
 
 def decode_all(root: Path, entries: list[Entry]) -> list[torch.Tensor]:

@@ -12,7 +12,8 @@ data/manifest.csv holds one row per image that prepare accepted:
 - size, blake2b: the file's byte count and 128-bit BLAKE2b digest. A replaced image changes
   its row, so the engines rerun everything that depends on the manifest.
 
-data/classes.csv lists label, wnid, name. Which files are read, and how, is
+data/classes.csv lists label, wnid, name for every class of the class list, those with no
+usable image included (vggrepro.data.scan: no label shifts). Which files are read, and how, is
 vggrepro.data.scan's job; this module only reads and writes the two files (stages that read
 the manifest do not depend on the scanning code).
 """

@@ -9,25 +9,34 @@ ilsvrc2012 (and embedded, which the generator writes in this layout):
     LOC_*.csv/txt and the devkit folder are looked for in the CLS-LOC folder, in data.root, and
     in the Kaggle download's top folder (three folders above CLS-LOC), so data.root may name
     either the top folder or CLS-LOC; the devkit also beside data.root (in its parent).
-    LOC_synset_mapping.txt, if found, names the classes (else the devkit's meta.mat, else the
-    wnid); a train folder it does not list stops with one line, a class it lists without a
-    train folder is an `empty_class` row.
+    The class list: every wnid of LOC_synset_mapping.txt if found, else every leaf wnid of the
+    devkit's meta.mat if found, else every train/<wnid>/ folder. A train folder the list does
+    not hold stops with one line; a listed wnid without a folder stays a class (an
+    `empty_class` row), so labels are those of the full list, whatever subset is on disk.
+    Class names: from LOC_synset_mapping.txt, else meta.mat's words, else the wnid.
 imagefolder:
-    data.root/train/<class>/... with data.root/val/<class>/..., or data.root/train/<class>/...
-    alone (other folders beside train/ and val/ are not read), or data.root/<class>/...;
-    without a val/ folder, data.val_fraction of each class is held out (vggrepro.data.scan).
-    The class is the folder's name (the "wnid" column of the manifest holds it).
+    data.root/<class>/..., or data.root/train/<class>/... with, optionally, ONE val folder of
+    the same classes beside it, named val/, valid/ or validation/; without one,
+    data.val_fraction of each class is held out (vggrepro.data.scan). Any other folder beside
+    train/ (test/, ...) stops with one line naming it: it is never read silently.
+    The class list is every class folder (the "wnid" column of the manifest holds its name).
 
 In every layout:
-- an image is a file named *.jpg, *.jpeg or *.png, in any case; the decoder reads the content,
-  so a PNG named .JPEG is read as the PNG it is. Other files are `other_file` rows (ignored).
-- names that start with "." are skipped at every level (.ipynb_checkpoints, .DS_Store, the
-  generator's marker): a hidden folder is never a class, so it never shifts the labels.
+- an image is a file named *.jpg, *.jpeg, *.png or *.webp, in any case; the decoder reads
+  the content, so a PNG named .JPEG is read as the PNG it is. Other image formats (.bmp, .gif,
+  .tif, ...) are `unsupported_format` rows (excluded); other files `other_file` rows (ignored).
+- names that start with "." are hidden: a hidden folder (.ipynb_checkpoints, .git) is skipped
+  without a row, and is never a class, so it never shifts the labels; a hidden image file
+  (macOS's ._IMG_1.jpg) is a `hidden` row (excluded); other hidden files (.DS_Store, the
+  generator's marker) are skipped without a row.
+- a file name that is not UTF-8 is a `bad_name` row (excluded), shown with \\x escapes; a class
+  folder so named stops with one line (it cannot be left out without shifting labels).
 - class folders are read recursively and links are followed, as torchvision's ImageFolder
-  does; a link back to a folder read already (a loop) and a link that resolves to nothing or
-  to itself are rows of bad_files.csv.
-- an image outside any class folder is an `unlabelled` row; a val class unknown to train, or
-  a folder that cannot be listed, stops with one line naming it.
+  does: a class folder that is a link to a folder is a class like any other. A link to a
+  folder on the way down from data.root (an ancestor: a loop) is a `symlink_loop` row and is
+  not entered; a link that resolves to nothing or to itself is a row too.
+- an image outside any class folder is an `unlabelled` row; a val class unknown to the class
+  list, or a folder that cannot be listed, stops with one line naming it.
 """
 
 from __future__ import annotations
@@ -40,9 +49,14 @@ from vggrepro.data import vallabels
 from vggrepro.data.badfiles import BadFile, from_os_error
 from vggrepro.data.ingest import DatasetError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+# Image formats a user may have (torchvision's ImageFolder reads several) that are not read here.
+UNSUPPORTED_SUFFIXES = (
+    ".bmp", ".gif", ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".pnm", ".heic", ".heif", ".avif", ".jxl", ".jp2",
+)
 CLS_LOC = ("ILSVRC", "Data", "CLS-LOC")  # the Kaggle download's folder holding train/ and val/
 SYNSET_MAPPING = "LOC_synset_mapping.txt"
+VAL_NAMES = ("val", "valid", "validation")  # an imagefolder tree's val folder, beside train/
 
 
 @dataclass(frozen=True)
@@ -54,83 +68,150 @@ class Candidate:
 
 @dataclass
 class Layout:
-    names: dict[str, str] = field(default_factory=dict)  # class -> readable name, every class folder
-    folders: dict[str, str] = field(default_factory=dict)  # class -> its training folder (relative)
+    names: dict[str, str] = field(default_factory=dict)  # class -> readable name: the full class list
+    folders: dict[str, str] = field(default_factory=dict)  # class -> its training folder (relative), if any
     images: list[Candidate] = field(default_factory=list)
     bad: list[BadFile] = field(default_factory=list)
+    class_list: str = "the class folders"  # where the class list comes from
+    train_prefix: str = ""  # the training folder, relative, with "/": where a class folder would be
+
+    def missing_folder(self, wnid: str) -> str:
+        return f"{self.train_prefix}{wnid}/"
+
+
+def printable(name: str) -> str:
+    """A name from the file system as UTF-8 text: undecodable bytes as \\x escapes."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # os.scandir's surrogate escapes of undecodable bytes
+        return False
+    return True
+
+
+Identity = tuple[int, int]  # (st_dev, st_ino) of a folder, links followed
 
 
 class _Walker:
-    """Lists folders below root: hidden names skipped, links followed once, odd entries as rows."""
+    """Lists folders below root: hidden names skipped, links followed, loops and odd entries as rows."""
 
-    def __init__(self, root: Path, layout: Layout, roots: list[Path]):
+    def __init__(self, root: Path, layout: Layout):
         self.root, self.layout = root, layout
-        self.seen = {self._identity(p) for p in roots if p.is_dir()}
-
-    @staticmethod
-    def _identity(folder: Path) -> tuple[int, int]:
-        st = os.stat(folder)
-        return st.st_dev, st.st_ino
 
     def rel(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
 
-    def listing(self, folder: Path) -> tuple[list[Path], list[str]]:
+    def listing(self, folder: Path, *, of_classes: bool = False) -> tuple[list[Path], list[str]]:
         """(subfolders, relative paths of image files) of folder, sorted by name; others become rows.
 
+        of_classes: the subfolders are class folders, so a non-UTF-8 name stops with one line.
         Strings, not Paths, for the files: ILSVRC-2012 has 1.28M of them.
         """
         prefix = self.rel(folder) + "/" if folder != self.root else ""
         try:
             with os.scandir(folder) as it:
-                entries = sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+                entries = sorted(it, key=lambda e: e.name)
         except OSError as err:
             reason = err.strerror or type(err).__name__
-            raise DatasetError(f"{folder}: cannot be listed ({reason}); expected a readable folder") from None
+            raise DatasetError(f"{printable(str(folder))}: cannot be listed ({reason}); expected a readable folder") from None
         folders, files = [], []
         for entry in entries:
             rel = prefix + entry.name
+            lower = entry.name.lower()
+            if entry.name.startswith("."):
+                if lower.endswith(IMAGE_SUFFIXES) and not _is_dir(entry):
+                    self.layout.bad.append(BadFile(printable(rel), "hidden", "a hidden file (its name starts with '.'); not read"))
+                continue
             if entry.is_symlink():
                 try:
                     os.stat(entry.path)
                 except OSError as err:
-                    self.layout.bad.append(from_os_error(rel, err))
+                    self.layout.bad.append(from_os_error(printable(rel), err))
                     continue
-            if entry.is_dir():
+            is_dir = _is_dir(entry)
+            if not _is_utf8(entry.name):
+                if is_dir and of_classes:
+                    raise DatasetError(
+                        f"{printable(entry.path)}: a class folder whose name is not UTF-8; rename it "
+                        f"(leaving it out would shift every later label)"
+                    )
+                what = "folder, not read" if is_dir else "file, not read"
+                self.layout.bad.append(BadFile(printable(rel) + ("/" if is_dir else ""), "bad_name", f"a {what}: its name is not UTF-8"))
+                continue
+            if is_dir:
                 folders.append(Path(entry.path))
-            elif entry.name.lower().endswith(IMAGE_SUFFIXES):
+            elif lower.endswith(IMAGE_SUFFIXES):
                 files.append(rel)
+            elif lower.endswith(UNSUPPORTED_SUFFIXES):
+                suffix = "." + entry.name.rsplit(".", 1)[-1]
+                self.layout.bad.append(
+                    BadFile(rel, "unsupported_format", f"{suffix} images are not read (only {', '.join(IMAGE_SUFFIXES)})")
+                )
             else:
-                self.layout.bad.append(BadFile(rel, "other_file", "not a .jpg, .jpeg or .png file"))
+                self.layout.bad.append(BadFile(rel, "other_file", f"not an image file ({', '.join(IMAGE_SUFFIXES)})"))
         return folders, files
 
-    def enter(self, folder: Path) -> bool:
-        """False (and a row) for a folder read already: a link loop or a second link to it."""
-        key = self._identity(folder)
-        if key in self.seen:
-            self.layout.bad.append(BadFile(self.rel(folder) + "/", "symlink_loop", "a link to a folder read already"))
-            return False
-        self.seen.add(key)
-        return True
+    def chain(self, folder: Path) -> tuple[Identity, ...] | None:
+        """The folders from root down to folder, inclusive, as identities; None (and a row) for a loop.
 
-    def images(self, folder: Path) -> list[str]:
-        """Every image below folder, recursively (folder already entered)."""
+        A loop is a folder that is one of the folders above it on this path (a link to an
+        ancestor), judged by the real folders the path goes through, not by where else a folder
+        was seen: two links to one folder are two folders, as for torchvision.
+        """
+        parts = folder.relative_to(self.root).parts
+        chain: tuple[Identity, ...] = ()
+        current = self.root
+        for part in ("", *parts):
+            current = current / part if part else current
+            try:
+                st = os.stat(current)
+            except OSError as err:
+                self.layout.bad.append(from_os_error(self.rel(current) + "/", err))
+                return None
+            identity = (st.st_dev, st.st_ino)
+            if identity in chain:
+                self.layout.bad.append(BadFile(self.rel(current) + "/", "symlink_loop", "a link to a folder above it (a loop)"))
+                return None
+            chain += (identity,)
+        return chain
+
+    def images(self, folder: Path, chain: tuple[Identity, ...]) -> list[str]:
+        """Every image below folder, recursively (chain: folder's, from self.chain)."""
         folders, found = self.listing(folder)
         for sub in folders:
-            if self.enter(sub):
-                found += self.images(sub)
+            try:
+                st = os.stat(sub)
+            except OSError as err:
+                self.layout.bad.append(from_os_error(self.rel(sub) + "/", err))
+                continue
+            identity = (st.st_dev, st.st_ino)
+            if identity in chain:
+                self.layout.bad.append(BadFile(self.rel(sub) + "/", "symlink_loop", "a link to a folder above it (a loop)"))
+                continue
+            found += self.images(sub, chain + (identity,))
         return sorted(found)
 
     def classes(self, folder: Path, what: str) -> list[Path]:
         """The class folders in folder; an image lying beside them has no class."""
-        folders, files = self.listing(folder)
+        folders, files = self.listing(folder, of_classes=True)
         for rel in files:
             self.layout.bad.append(BadFile(rel, "unlabelled", f"an image outside the {what} folders"))
         return folders
 
     def add_class_images(self, folder: Path, split: str, wnid: str) -> None:
-        if self.enter(folder):
-            self.layout.images += [Candidate(split, p, wnid) for p in self.images(folder)]
+        chain = self.chain(folder)
+        if chain is not None:
+            self.layout.images += [Candidate(split, p, wnid) for p in self.images(folder, chain)]
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()  # follows a link to a folder
+    except OSError:
+        return False
 
 
 def read(root: Path, source: str) -> Layout:
@@ -173,7 +254,7 @@ def _first_file(folders: list[Path], name: str) -> Path | None:
 def read_synsets(path: Path) -> dict[str, str]:
     """wnid -> class name from LOC_synset_mapping.txt ("n01440764 tench, Tinca tinca")."""
     names = {}
-    for n, line in enumerate(path.read_text().splitlines(), start=1):
+    for n, line in enumerate(vallabels.read_lines(path), start=1):
         if not line.strip():
             continue
         wnid, _, name = line.partition(" ")
@@ -186,35 +267,47 @@ def read_synsets(path: Path) -> dict[str, str]:
 def ilsvrc2012(root: Path) -> Layout:
     base = _cls_loc(root)
     layout = Layout()
-    walker = _Walker(root, layout, [root, base, base / "train", base / "val"])
+    walker = _Walker(root, layout)
     label_folders = _label_folders(root, base)
     mapping = _first_file(label_folders, SYNSET_MAPPING)
-    synsets = read_synsets(mapping) if mapping else {}
     devkit = vallabels.find_devkit([*label_folders, root.resolve().parent])
-    for folder in walker.classes(base / "train", "train/<wnid>"):
+    if mapping:
+        synsets, listing = read_synsets(mapping), str(mapping)
+        layout.class_list = SYNSET_MAPPING
+    elif devkit and (devkit / vallabels.META).is_file():
+        meta = devkit / vallabels.META
+        synsets, listing = {wnid: words for wnid, words in vallabels.read_meta(meta).values()}, str(meta)
+        layout.class_list = f"{vallabels.DEVKIT}/data/{vallabels.META}"
+    else:
+        synsets, listing = {}, ""
+    train = base / "train"
+    layout.train_prefix = walker.rel(train) + "/"
+    for folder in walker.classes(train, "train/<wnid>"):
         wnid = folder.name
-        if mapping and wnid not in synsets:
-            raise DatasetError(f"{folder}: {wnid!r} is not a class of {mapping}; expected one of its wnids")
+        if listing and wnid not in synsets:
+            raise DatasetError(f"{folder}: {wnid!r} is not a class of {listing}; expected one of its wnids")
         layout.names[wnid] = synsets.get(wnid, wnid)
         layout.folders[wnid] = walker.rel(folder) + "/"
         walker.add_class_images(folder, "train", wnid)
     for wnid in sorted(set(synsets) - set(layout.names)):
-        rel = walker.rel(base / "train" / wnid) + "/"
-        layout.bad.append(BadFile(rel, "empty_class", f"listed in {SYNSET_MAPPING}, no such folder; later labels shift"))
+        layout.names[wnid] = synsets[wnid]  # a class without a folder: still a class
     val = base / "val"
     if not val.is_dir():
         raise DatasetError(f"{val}: no such folder; expected val/<wnid>/ or a flat val/ with {vallabels.SOLUTION_CSV} or the devkit")
-    folders, files = walker.listing(val)
+    folders, files = walker.listing(val, of_classes=True)
     if folders:
         _folderised_val(walker, folders, files)
     else:
-        _flat_val(walker, val, files, label_folders, devkit)
+        _flat_val(walker, val, files, label_folders, devkit, named=bool(listing))
     return layout
 
 
 def _check_known(layout: Layout, wnid: str, where: str) -> None:
     if wnid not in layout.names:
-        raise DatasetError(f"{where}: wnid {wnid!r} is not a class of the training set; expected one of train/'s {len(layout.names)} folders")
+        raise DatasetError(
+            f"{where}: wnid {wnid!r} is not a class of the training set; expected one of the "
+            f"{len(layout.names)} classes of {layout.class_list}"
+        )
 
 
 def _folderised_val(walker: _Walker, folders: list[Path], files: list[str]) -> None:
@@ -225,7 +318,9 @@ def _folderised_val(walker: _Walker, folders: list[Path], files: list[str]) -> N
         walker.add_class_images(folder, "val", folder.name)
 
 
-def _flat_val(walker: _Walker, val: Path, files: list[str], label_folders: list[Path], devkit: Path | None) -> None:
+def _flat_val(
+    walker: _Walker, val: Path, files: list[str], label_folders: list[Path], devkit: Path | None, *, named: bool
+) -> None:
     layout = walker.layout
     solution = _first_file(label_folders, vallabels.SOLUTION_CSV)
     if solution:
@@ -233,7 +328,7 @@ def _flat_val(walker: _Walker, val: Path, files: list[str], label_folders: list[
     elif devkit:
         labels, words = vallabels.from_devkit(devkit)
         source = f"{vallabels.DEVKIT}/data/{vallabels.GROUND_TRUTH}"
-        if not _first_file(label_folders, SYNSET_MAPPING):  # the devkit's words name the classes
+        if not named:  # the devkit's words name the classes
             layout.names.update({w: words.get(w, w) for w in layout.names})
     else:
         raise DatasetError(
@@ -256,17 +351,39 @@ def _flat_val(walker: _Walker, val: Path, files: list[str], label_folders: list[
 
 def imagefolder(root: Path) -> Layout:
     layout = Layout()
-    train, val = root / "train", root / "val"
-    if val.is_dir() and not train.is_dir():
-        raise DatasetError(f"{root}: a val/ folder but no train/; expected train/<class>/ beside val/<class>/, or <class>/ folders alone")
-    own_val = train.is_dir() and val.is_dir()
-    class_root = train if train.is_dir() else root
-    walker = _Walker(root, layout, [root, class_root, *([val] if own_val else [])])
-    for folder in walker.classes(class_root, "class"):
+    walker = _Walker(root, layout)
+    folders, files = walker.listing(root, of_classes=True)
+    by_name = {f.name: f for f in folders}
+    train = by_name.get("train")
+    vals = [by_name[name] for name in VAL_NAMES if name in by_name]
+    if train is None:
+        if vals:
+            raise DatasetError(
+                f"{root}: a {vals[0].name}/ folder but no train/; expected train/<class>/ beside "
+                f"{vals[0].name}/<class>/, or <class>/ folders alone"
+            )
+        class_root, val, where = root, None, "class"
+    else:
+        others = [f for f in folders if f != train and f not in vals]
+        if others:
+            raise DatasetError(
+                f"{others[0]}: a folder beside train/ that would not be read; expected train/ and at most "
+                f"one val folder ({'/, '.join(VAL_NAMES)}/): move {others[0].name}/ out of data.root"
+            )
+        if len(vals) > 1:
+            raise DatasetError(
+                f"{root}: both {vals[0].name}/ and {vals[1].name}/; expected one val folder beside train/"
+            )
+        class_root, val, where = train, (vals[0] if vals else None), "train/<class>"
+    for rel in files:
+        layout.bad.append(BadFile(rel, "unlabelled", f"an image outside the {where} folders"))
+    if class_root != root:
+        layout.train_prefix = walker.rel(class_root) + "/"
+    for folder in walker.classes(class_root, "class") if class_root != root else folders:
         layout.names[folder.name] = folder.name
         layout.folders[folder.name] = walker.rel(folder) + "/"
-        walker.add_class_images(folder, "train" if own_val else "", folder.name)
-    if own_val:
+        walker.add_class_images(folder, "" if val is None else "train", folder.name)
+    if val is not None:
         for folder in walker.classes(val, "class"):
             if folder.name not in layout.names:
                 raise DatasetError(f"{folder}: class {folder.name!r} has no folder in {train}; expected one of its classes")

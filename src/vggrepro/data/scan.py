@@ -1,13 +1,18 @@
 """A dataset folder read into manifest entries, class names and bad-file rows: prepare's work.
 
-    layout (vggrepro.data.layouts: which files, which class)
+    layout (vggrepro.data.layouts: which files, and the class list)
     -> fingerprints (vggrepro.data.fingerprint: hash, decode, cached)
-    -> classes: those with at least one readable training image (an empty class is a row of
-       bad_files.csv, not a class: a class with no images cannot be learnt)
-    -> the val split, for an imagefolder tree without val/ (hold_out)
-    -> labels: the index of the class in sorted order (torchvision's convention).
+    -> the val split, for an imagefolder tree without a val folder (hold_out)
+    -> labels: the index of the class in the sorted class list (torchvision's convention).
 
-With data.on_bad_file "fail", the first excluded file, in this order, stops with one line.
+The class list is the layout's, whatever the files hold: every class folder, or every wnid
+of LOC_synset_mapping.txt / the devkit's meta.mat where one is found. A class left with no
+usable training image (an empty folder, a folder of unreadable or unsupported files, a wnid
+listed without a folder) stays a class, with an `empty_class` row (action kept_class): no
+later label ever shifts, and labels match torchvision's ImageFolder.find_classes.
+
+With data.on_bad_file "fail", the first excluded file, in this order, stops with one line (an
+empty class is no file: it does not stop).
 """
 
 from __future__ import annotations
@@ -68,14 +73,14 @@ def read_dataset(
         raise DatasetError(f"{root}: no such folder; expected {EXPECTED.get(source, 'a dataset')} (data.root)")
     fail = on_bad_file == "fail"
     layout = layouts.read(root, source)
-    bad = layout.bad + _empty_classes(layout, _training_counts(layout.images), "no images")
+    bad = list(layout.bad)
     if fail:
         _stop_at_first(root, bad)
     accepted, decoded, cached = _fingerprint(root, layout, bad, fail=fail, workers=workers, cache_dir=cache_dir)
-    names, accepted = _classes(root, layout, accepted, bad, fail=fail)
     if any(c.split == "" for c, _ in accepted):
         accepted = hold_out(accepted, fraction=val_fraction, seed=seed)
-    labels = {wnid: i for i, wnid in enumerate(sorted(names))}
+    labels = {wnid: i for i, wnid in enumerate(sorted(layout.names))}
+    bad += _empty_classes(layout, accepted, labels)
     entries = sorted(
         (
             Entry(c.split, c.path, c.wnid, labels[c.wnid], fp.width, fp.height, fp.size, fp.blake2b)
@@ -84,35 +89,7 @@ def read_dataset(
         key=lambda e: (e.split != "train", e.path),
     )
     _check_splits(root, entries, val_fraction)
-    return Dataset(entries, names, sorted(bad), decoded=decoded, cached=cached)
-
-
-def _training_counts(images) -> Counter:
-    """Images per class outside val (split "" is still to be split: it trains too)."""
-    return Counter(c.wnid for c in images if c.split != "val")
-
-
-def _classes(
-    root: Path, layout: Layout, accepted: list[tuple[Candidate, Fingerprint]], bad: list[BadFile], *, fail: bool
-) -> tuple[dict[str, str], list[tuple[Candidate, Fingerprint]]]:
-    """The classes with a readable training image, and the images of those classes.
-
-    A class whose every training image was excluded is an `empty_class` row; its val images
-    are `unlabelled` rows (a class with no training image cannot be predicted).
-    """
-    counts = _training_counts(c for c, _ in accepted)
-    reported = {r.path for r in bad if r.kind == "empty_class"}
-    emptied = [r for r in _empty_classes(layout, counts, "every training image excluded") if r.path not in reported]
-    if fail:
-        _stop_at_first(root, emptied)
-    bad += emptied
-    names = {wnid: name for wnid, name in layout.names.items() if counts[wnid]}
-    bad += [
-        BadFile(c.path, "unlabelled", f"its class {c.wnid!r} has no readable training image, so is no class")
-        for c, _ in accepted
-        if c.wnid not in names
-    ]
-    return names, [(c, fp) for c, fp in accepted if c.wnid in names]
+    return Dataset(entries, dict(layout.names), sorted(bad), decoded=decoded, cached=cached)
 
 
 def _fingerprint(
@@ -122,27 +99,44 @@ def _fingerprint(
     cache = fingerprint.Cache(Path(cache_dir), root).load()
     candidates = {c.path: c for c in layout.images}
     accepted, seen, decoded, cached = [], {}, 0, 0
-    for rel, st, fp, from_cache in fingerprint.fingerprints(root, sorted(candidates), cache=cache, workers=workers):
-        rows = fp.rows(rel)
-        if fail:
-            _stop_at_first(root, rows)
-        bad.extend(rows)
-        cached += from_cache
-        decoded += st is not None and not from_cache
-        if st is not None:
-            seen[rel] = (st, fp)
-        if not fp.excluded:
-            accepted.append((candidates[rel], fp))
+    try:
+        for rel, st, fp, from_cache in fingerprint.fingerprints(root, sorted(candidates), cache=cache, workers=workers):
+            rows = fp.rows(rel)
+            if fail:
+                _stop_at_first(root, rows)
+            bad.extend(rows)
+            cached += from_cache
+            decoded += st is not None and not from_cache
+            if st is not None:
+                seen[rel] = (st, fp)
+                if not from_cache:
+                    cache.add(rel, st, fp)
+            if not fp.excluded:
+                accepted.append((candidates[rel], fp))
+    except BaseException:
+        cache.checkpoint()  # stopped early (a bad file with fail, Ctrl-C): what was decoded is kept
+        raise
     cache.save(seen)
     return accepted, decoded, cached
 
 
-def _empty_classes(layout: Layout, counts: Counter, reason: str) -> list[BadFile]:
-    return [
-        BadFile(layout.folders[wnid], "empty_class", f"{reason}; not a class, later labels shift")
-        for wnid in sorted(layout.names)
-        if not counts[wnid]
-    ]
+def _empty_classes(layout: Layout, accepted: list[tuple[Candidate, Fingerprint]], labels: dict[str, int]) -> list[BadFile]:
+    """An `empty_class` row (kept_class) for each class with no usable training image."""
+    usable = Counter(c.wnid for c, _ in accepted if c.split != "val")
+    listed = Counter(c.wnid for c in layout.images if c.split != "val")
+    rows = []
+    for wnid in sorted(layout.names):
+        if usable[wnid]:
+            continue
+        if wnid not in layout.folders:
+            why = f"listed in {layout.class_list} but no folder"
+        elif listed[wnid]:
+            why = f"every training image excluded ({listed[wnid]})"
+        else:
+            why = "no training image"
+        path = layout.folders.get(wnid) or layout.missing_folder(wnid)
+        rows.append(BadFile(path, "empty_class", f"{why}; kept as class {labels[wnid]} so that no label shifts (it cannot be learnt)"))
+    return rows
 
 
 def _stop_at_first(root: Path, rows: list[BadFile]) -> None:
