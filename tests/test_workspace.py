@@ -75,7 +75,7 @@ def test_an_identical_rewrite_keeps_the_file_and_its_time(tmp_path):
 def test_stage_code_follows_imports():
     deps = {s.name: s.deps for s in registry.build(load_params(ROOT / "params.yaml"))}
     src = codedeps.SRC_PREFIX
-    for needed in ("stages/train.py", "model.py", "augment.py", "data/images.py", "params.py", "__init__.py"):
+    for needed in ("stages/train.py", "model.py", "data/loader.py", "data/transforms.py", "params.py", "__init__.py"):
         assert f"{src}/{needed}" in deps["train_A_256"], needed
     assert f"{src}/paper.yaml" in deps["report"]  # a data file the report's code names
     # Stages do not import each other: evaluation does not rerun when training code changes.

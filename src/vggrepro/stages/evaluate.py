@@ -8,27 +8,34 @@ horizontal flip are averaged. The posteriors are saved for later fusion.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from tqdm import tqdm
 
-from vggrepro import io, paths
-from vggrepro.data import images, ingest
+from vggrepro import io, paths, workspace
+from vggrepro.data import images, ingest, loader
+from vggrepro.data.normalise import channels, to_input
 from vggrepro.metrics import topk_error
 from vggrepro.model import VGG, ModelSpec, load_checkpoint
 from vggrepro.params import Params
 
 
 @torch.inference_mode()
+def posteriors_at_q(
+    model: VGG, image: torch.Tensor, *, mean: torch.Tensor, std: torch.Tensor, flip: bool
+) -> torch.Tensor:
+    """Soft-max class posteriors (classes,) of one uint8 image already rescaled to Q, in fp32:
+    the class score map averaged (the model's forward), then the image's and its flip's."""
+    x = to_input(image.unsqueeze(0), mean=mean, std=std)
+    if flip:
+        x = torch.cat([x, x.flip(-1)])
+    return torch.softmax(model(x).float(), dim=1).mean(dim=0)
+
+
 def dense_posteriors(
     model: VGG, image: torch.Tensor, *, q: int, mean: torch.Tensor, std: torch.Tensor, flip: bool
 ) -> torch.Tensor:
     """Soft-max class posteriors (classes,) of one uint8 image at scale Q, in fp32."""
-    x = (images.rescale(image, q).float().unsqueeze(0) - mean) / std
-    if flip:
-        x = torch.cat([x, x.flip(-1)])
-    return torch.softmax(model(x).float(), dim=1).mean(dim=0)
+    return posteriors_at_q(model, images.rescale(image, q), mean=mean, std=std, flip=flip)
 
 
 def load_model(path: str) -> tuple[VGG, torch.Tensor, torch.Tensor]:
@@ -36,7 +43,7 @@ def load_model(path: str) -> tuple[VGG, torch.Tensor, torch.Tensor]:
     checkpoint = load_checkpoint(path)
     model = VGG(ModelSpec(**checkpoint["spec"]))
     model.load_state_dict(checkpoint["state_dict"])
-    mean, std = (torch.tensor(checkpoint["normalise"][k], dtype=torch.float32).view(1, 3, 1, 1) for k in ("mean", "std"))
+    mean, std = (channels(checkpoint["normalise"][k]) for k in ("mean", "std"))
     return model.eval(), mean, std
 
 
@@ -44,16 +51,15 @@ def run(params: Params, run_name: str) -> dict:
     run = params.runs[run_name]
     model, mean, std = load_model(paths.model(run_name))
     entries = ingest.read_manifest(paths.MANIFEST, "val")
-    root = Path(params.raw["data"]["root"])
     q = params.pixels(run.single_scale_q)
     flip = params.raw["evaluate"].get("flip", True)
-    posteriors = torch.stack(
-        [
-            dense_posteriors(model, images.decode(root / e.path), q=q, mean=mean, std=std, flip=flip)
-            for e in tqdm(entries, desc=f"{run_name} dense Q={q}", leave=False, disable=None)
-        ]
-    )
-    labels = torch.tensor([e.label for e in entries])
+    files = loader.FileList(entries)
+    # Workers decode each whole image and rescale it to Q; the net sees one image (and its flip) a step.
+    scaled = loader.scaled_images(files, workspace.data_root(params), q, workers=loader.workers(params))
+    # disable=None: a progress bar on a terminal, nothing in logs
+    progress = tqdm(scaled, total=len(files), desc=f"{run_name} dense Q={q}", leave=False, disable=None)
+    posteriors = torch.stack([posteriors_at_q(model, image, mean=mean, std=std, flip=flip) for image in progress])
+    labels = torch.from_numpy(files.labels)
     saved = {"posteriors": posteriors, "labels": labels, "paths": [e.path for e in entries]}
     io.write_torch(paths.posteriors(run_name), saved)
     metrics = {

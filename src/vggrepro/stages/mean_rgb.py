@@ -1,41 +1,76 @@
 """mean_rgb: the mean RGB value over the training split, the paper's only preprocessing (Sec. 2.1).
 
-The per-channel standard deviation comes out of the same pass, for runs that also divide by it
+    vggrepro mean_rgb
+
+One streaming pass: `data.workers` processes decode the images and sum their pixels and
+squared pixels per channel. The sums are integers, added exactly (int64 per image, Python
+integers across images), so the result does not depend on the order or the worker count, and
+the moments are divided out once at the end, correctly rounded to float64. The per-channel
+standard deviation comes out of the same pass, for runs that also divide by it
 (model.normalise: mean_std).
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
+from torch.utils.data import Dataset
+from tqdm import tqdm
 
-from vggrepro import io, paths
-from vggrepro.data import images, ingest
+from vggrepro import io, paths, workspace
+from vggrepro.data import images, ingest, loader
 from vggrepro.params import Params
 
+IMAGES_PER_TASK = 64  # images a worker sums before handing back three small tensors
 
-def rgb_moments(root: Path, entries: list[ingest.Entry]) -> tuple[list[float], list[float], int]:
-    """Per-channel mean and standard deviation over every pixel of every image.
 
-    One streaming pass; the sums are float64 integers-valued, so exact for any dataset size.
-    """
-    total = torch.zeros(3, dtype=torch.float64)
-    squares = torch.zeros(3, dtype=torch.float64)
-    pixels = 0
-    for e in entries:
-        img = images.decode(root / e.path).flatten(1).double()
-        total += img.sum(dim=1)
-        squares += (img * img).sum(dim=1)
-        pixels += img.shape[1]
-    mean = total / pixels
-    std = (squares / pixels - mean * mean).clamp(min=0).sqrt()
-    return mean.tolist(), std.tolist(), pixels
+class PixelSums(Dataset):
+    """Item i: (sum of pixels (3,), sum of squared pixels (3,), pixel count) of image i, int64."""
+
+    def __init__(self, files: loader.FileList, root: Path) -> None:
+        self.files, self.root = files, root
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        x = images.decode(self.root / self.files.path(i)).flatten(1).to(torch.int32)
+        pixels = torch.full((3,), x.shape[1], dtype=torch.int64)
+        return torch.stack([x.sum(1, dtype=torch.int64), (x * x).sum(1, dtype=torch.int64), pixels])
+
+
+def add_sums(items: list[torch.Tensor]) -> torch.Tensor:
+    """Sums of a task's images, in the worker: (3 rows: sums, squares, pixels) x 3 channels."""
+    return torch.stack(items).sum(0)
+
+
+def rgb_moments(root: Path, entries: list[ingest.Entry], *, workers: int = 0) -> tuple[list[float], list[float], int]:
+    """Per-channel mean and standard deviation over every pixel of every image, and the
+    number of pixels per channel."""
+    files = loader.FileList(entries)
+    tasks = loader.make_loader(PixelSums(files, root), workers=workers, batch_size=IMAGES_PER_TASK, collate_fn=add_sums)
+    total, squares, pixels = [0] * 3, [0] * 3, 0
+    # disable=None: a progress bar on a terminal, nothing in logs
+    with tqdm(total=len(files), desc="mean_rgb", unit="img", leave=False, disable=None) as bar:
+        for done, sums in enumerate(loader.one_line_errors(tasks)):
+            s, q, n = sums.tolist()  # Python integers: exact for any dataset size
+            total = [a + b for a, b in zip(total, s)]
+            squares = [a + b for a, b in zip(squares, q)]
+            pixels += n[0]
+            bar.update(min(IMAGES_PER_TASK, len(files) - done * IMAGES_PER_TASK))
+    if pixels == 0:
+        raise ingest.DatasetError("the manifest lists no training images; rerun the prepare stage")
+    mean = [t / pixels for t in total]  # int / int: correctly rounded
+    # Variance from exact integers, (N sum x^2 - (sum x)^2) / N^2: no cancellation.
+    std = [math.sqrt((pixels * q - t * t) / (pixels * pixels)) for t, q in zip(total, squares)]
+    return mean, std, pixels
 
 
 def run(params: Params) -> dict:
     entries = ingest.read_manifest(paths.MANIFEST, "train")
-    mean, std, pixels = rgb_moments(Path(params.raw["data"]["root"]), entries)
+    mean, std, pixels = rgb_moments(workspace.data_root(params), entries, workers=loader.workers(params))
     out = {"mean_rgb": mean, "std_rgb": std, "images": len(entries), "pixels": pixels, "provenance": io.provenance()}
     io.write_json(paths.MEAN_RGB, out)
     return {"mean_rgb": [round(m, 3) for m in mean], "images": len(entries)}

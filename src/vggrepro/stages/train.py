@@ -12,15 +12,15 @@ import json
 import time
 import zlib
 from dataclasses import asdict
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from vggrepro import io, paths
-from vggrepro.augment import TrainBatches
-from vggrepro.data import images, ingest
+from vggrepro import io, paths, workspace
+from vggrepro.data import ingest, loader, train_batches
+from vggrepro.data.normalise import channels, to_input
+from vggrepro.data.transforms import TrainTransform
 from vggrepro.model import VGG, ModelSpec, init_weights, load_checkpoint, transfer_from
 from vggrepro.params import Params, Run
 
@@ -66,12 +66,24 @@ def build_model(params: Params, run: Run, num_classes: int, generator: torch.Gen
     return model, copied
 
 
-def train_epoch(model, batches, optimizer, *, batch_size: int, desc: str) -> dict[str, float]:
+def train_transform(params: Params, run: Run) -> TrainTransform:
+    """Sec. 3.1's augmentation for this run, each transform a knob of params.yaml's `augment`."""
+    aug = params.raw["augment"]
+    return TrainTransform(
+        scale=(params.pixels(run.scale[0]), params.pixels(run.scale[1])),
+        crop=params.crop,
+        flip=aug["flip"],
+        colour_shift=aug["colour_shift"],
+    )
+
+
+def train_epoch(model, batches, optimizer, *, mean, std, desc: str) -> dict[str, float]:
     model.train()
     loss_sum, wrong, seen = 0.0, 0, 0
-    steps = -(-len(batches) // batch_size)
     # disable=None: a progress bar on a terminal, nothing in logs
-    for x, y in tqdm(batches.epoch(batch_size), total=steps, desc=desc, leave=False, disable=None):
+    progress = tqdm(loader.one_line_errors(batches), total=len(batches), desc=desc, leave=False, disable=None)
+    for images, shift, y in progress:
+        x = to_input(images, mean=mean, std=std, shift=shift, memory_format=torch.channels_last)
         logits = model(x)
         loss = F.cross_entropy(logits, y)
         optimizer.zero_grad(set_to_none=True)
@@ -90,19 +102,18 @@ def run(params: Params, run_name: str) -> dict:
     cfg = params.raw["train"]
     seed = run_seed(params, run_name)
     torch.manual_seed(seed)  # dropout draws from the global generator
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)  # the initialisation's draws
 
-    entries = ingest.read_manifest(paths.MANIFEST, "train")
+    files = loader.FileList(ingest.read_manifest(paths.MANIFEST, "train"))
     num_classes = len(ingest.read_classes(paths.CLASSES))
     mean, std = normalisation(params)
-    batches = TrainBatches(
-        images=images.decode_all(Path(params.raw["data"]["root"]), entries),
-        labels=torch.tensor([e.label for e in entries]),
-        scale=(params.pixels(run.scale[0]), params.pixels(run.scale[1])),
-        crop=params.crop,
-        mean=mean,
-        std=std,
-        generator=g,
+    batches, sampler = train_batches.train_loader(
+        files=files,
+        root=workspace.data_root(params),
+        transform=train_transform(params, run),
+        seed=seed,
+        batch_size=cfg["batch_size"],
+        workers=loader.workers(params),
     )
     model, copied = build_model(params, run, num_classes, g)
     model = model.to(memory_format=torch.channels_last)
@@ -112,12 +123,15 @@ def run(params: Params, run_name: str) -> dict:
     log = []
     for epoch in range(1, run.epochs + 1):
         start = time.perf_counter()
-        metrics = train_epoch(model, batches, optimizer, batch_size=cfg["batch_size"], desc=f"{run_name} epoch {epoch}")
+        sampler.set_epoch(epoch)  # the epoch's order and draws: a function of (seed, epoch, index)
+        metrics = train_epoch(
+            model, batches, optimizer, mean=channels(mean), std=channels(std), desc=f"{run_name} epoch {epoch}"
+        )
         seconds = time.perf_counter() - start
         line = {"epoch": epoch, "lr": run.lr, **metrics}
         log.append(line)
         # Speed goes to the console only: the log file is a pure function of the inputs.
-        print(json.dumps({"run": run_name, **line, "images_per_s": round(len(batches) / seconds)}), flush=True)
+        print(json.dumps({"run": run_name, **line, "images_per_s": round(len(files) / seconds)}), flush=True)
     io.write_text(paths.train_log(run_name), "".join(json.dumps(x) + "\n" for x in log))
     checkpoint = {
         "state_dict": model.state_dict(),
@@ -125,7 +139,7 @@ def run(params: Params, run_name: str) -> dict:
         "run": asdict(run),
         "copied_from_init": copied,
         "normalise": {"mean": mean, "std": std},  # what evaluation must apply to its inputs
-        "params": {k: params.raw[k] for k in ("seed", "model", "geometry", "train")},
+        "params": {k: params.raw[k] for k in ("seed", "model", "geometry", "train", "augment")},
         "metrics": {k: log[-1][k] for k in ("loss", "train_top1_err")},
         "provenance": io.provenance(),
     }
