@@ -23,9 +23,10 @@ from vggrepro.params import Params
 
 PREFETCH = 4  # batches each worker keeps ready: enough to hide a slow file, small in memory
 IMAGES_PER_TASK = 16  # whole images a worker decodes before handing them back (scaled_images)
-# Measured on 2 cores, A at the demo geometry, 2 workers: 87-465 img/s at the stage's priority,
-# 685-786 at niceness 10 (0 workers: 571-661).
-WORKER_NICENESS = 10
+# The lowest priority: workers take only the cycles the step's threads leave. Measured on 2 cores
+# (train_A_256, demo geometry, 2 threads): 0 workers 571-661 img/s; 2 workers at the stage's
+# priority 87-465, at niceness 10 685-786, at 19 768-810.
+WORKER_NICENESS = 19
 
 
 class FileList:
@@ -97,11 +98,14 @@ def make_loader(
     batch_sampler: Sampler | None = None,
     batch_size: int | None = None,
     collate_fn: Callable | None = None,
+    beside_a_step: bool = True,
 ) -> DataLoader:
     """A DataLoader with `workers` processes, kept across epochs, that draws nothing from
     torch's global generator (dropout's), so the worker count cannot shift a training run.
 
     batch_size None (and no batch_sampler): one item at a time, as the dataset returns it.
+    beside_a_step: the stage computes with its own threads meanwhile, so the workers yield to
+    them (_yield_to_the_step); False where the workers do all the work (mean_rgb).
     """
     return DataLoader(
         dataset,
@@ -112,7 +116,7 @@ def make_loader(
         persistent_workers=workers > 0,
         prefetch_factor=PREFETCH if workers > 0 else None,
         generator=torch.Generator().manual_seed(0),  # its only use: seeds of worker RNGs we never draw from
-        worker_init_fn=_yield_to_the_step,
+        worker_init_fn=_yield_to_the_step if beside_a_step else None,
     )
 
 
@@ -120,16 +124,11 @@ def _yield_to_the_step(worker_id: int) -> None:
     """Workers run at a lower priority than the stage's own threads.
 
     The step's threads (params.yaml `threads`) meet at a barrier after every op; a worker that
-    takes one of their cores stalls them all. At a lower priority the workers fill the cycles
-    the step leaves idle, and get the whole machine whenever the step waits for a batch.
+    takes one of their cores stalls them all. At the lowest priority the workers fill the cycles
+    the step leaves idle, and get the whole machine whenever the step waits for a batch. Where
+    cores outnumber threads + workers (a GPU machine), the priority changes nothing.
     """
-    mode = os.environ.get("VGGX", "nice10")
-    if mode == "idle":
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    elif mode == "nice10":
-        os.nice(10)
-    elif mode == "nice19":
-        os.nice(19)
+    os.nice(WORKER_NICENESS)
 
 
 def one_line_errors(batches: Iterable[Any]) -> Iterator[Any]:

@@ -34,6 +34,13 @@ def pca_lighting() -> tuple[np.ndarray, np.ndarray]:
     return np.array(facts["eigval"], dtype=np.float64), np.array(facts["eigvec"], dtype=np.float64)
 
 
+@cache
+def _colour_basis() -> np.ndarray:
+    """255 eigvec diag(eigval): the shift is this times alpha (one matrix product per image)."""
+    eigval, eigvec = pca_lighting()
+    return PIXEL_RANGE * eigvec * eigval
+
+
 def draw_scale(rng: np.random.Generator, s_min: int, s_max: int) -> int:
     """Sec. 3.1: S, uniform over the integers of [S_min, S_max]; S_min == S_max is a fixed S."""
     return int(rng.integers(s_min, s_max + 1))
@@ -51,9 +58,7 @@ def draw_flip(rng: np.random.Generator) -> bool:
 def draw_colour_shift(rng: np.random.Generator, alphastd: float) -> np.ndarray:
     """AlexNet's PCA colour shift, (3,) on the 0..255 scale: eigvec @ (alpha * eigval) with
     alpha ~ N(0, alphastd^2) per component; its covariance is alphastd^2 V diag(eigval^2) V^T."""
-    eigval, eigvec = pca_lighting()
-    alpha = rng.normal(0.0, 1.0, size=3) * alphastd
-    return PIXEL_RANGE * (eigvec @ (alpha * eigval))
+    return _colour_basis() @ (rng.normal(0.0, 1.0, size=3) * alphastd)
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,7 @@ class TrainTransform:
     colour_shift: float = 0.1  # augment.colour_shift: alphastd; 0 turns it off
 
     def __post_init__(self) -> None:
-        pca_lighting()  # read once here, before the loader forks its workers
+        _colour_basis()  # read paper.yaml once here, before the loader forks its workers
 
     def __call__(self, image: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """(uint8 crop 3 x crop x crop, float32 colour shift (3,)) of a uint8 image 3 x H x W."""
@@ -79,4 +84,5 @@ class TrainTransform:
         if self.flip and flip:
             patch = patch.flip(-1)
         shift = shift if self.colour_shift > 0 else np.zeros(3)
-        return patch.contiguous(), torch.from_numpy(shift.astype(np.float32))
+        # The patch may be a view of the rescaled image: the batch's stack copies it once.
+        return patch, torch.from_numpy(shift.astype(np.float32))

@@ -50,7 +50,9 @@ def rgb_moments(root: Path, entries: list[ingest.Entry], *, workers: int = 0) ->
     """Per-channel mean and standard deviation over every pixel of every image, and the
     number of pixels per channel."""
     files = loader.FileList(entries)
-    tasks = loader.make_loader(PixelSums(files, root), workers=workers, batch_size=IMAGES_PER_TASK, collate_fn=add_sums)
+    tasks = loader.make_loader(
+        PixelSums(files, root), workers=workers, batch_size=IMAGES_PER_TASK, collate_fn=add_sums, beside_a_step=False
+    )
     total, squares, pixels = [0] * 3, [0] * 3, 0
     # disable=None: a progress bar on a terminal, nothing in logs
     with tqdm(total=len(files), desc="mean_rgb", unit="img", leave=False, disable=None) as bar:
