@@ -4,7 +4,7 @@
     vggrepro model --config E --num-classes 1000 --json
     vggrepro validate            check params.yaml, the workspace and dvc.yaml
     vggrepro dvc-yaml [--check]  render dvc.yaml from the stage registry
-    vggrepro bench noop|stamp|loader   benchmarks (ratios from one run)
+    vggrepro bench noop|stamp|loader|data   benchmarks (ratios from one run)
 
 Every stage validates the whole params.yaml first. Errors are one line on stderr, exit 2.
 """
@@ -43,11 +43,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--write-knobs", action="store_true", help="also write each stage's knob file (DVC's first stage)")
     p = sub.add_parser("bench", help="benchmarks: ratios measured in one run, medians")
     p.add_argument(
-        "what", choices=["noop", "stamp", "loader"],
+        "what", choices=["noop", "stamp", "loader", "data"],
         help="noop: both engines' no-op rerun against a toy pipeline; stamp: the dataset stamp on 100,000 files; "
-        "loader: the training input pipeline against a PIL loop and the training step",
+        "loader: the training input pipeline against a PIL loop and the training step; "
+        "data: prepare, mean_rgb and the input pipeline against PIL loops",
     )
     p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--photos", type=Path, help="data: also a folder of ILSVRC-2012 photographs (<wnid>_<name>.JPEG)")
     p = sub.add_parser("dvc-yaml", help="render dvc.yaml from the stage registry")
     p.add_argument("--check", action="store_true", help="exit 1 if dvc.yaml on disk differs")
     return parser
@@ -121,7 +123,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "dvc-yaml":
             return _dvc_yaml(args)
         if args.command == "bench":
-            importlib.import_module(f"vggrepro.bench.{args.what}").main(repeat=args.repeat)
+            bench = importlib.import_module(f"vggrepro.bench.{args.what}")
+            if args.what == "data":
+                bench.main(repeat=args.repeat, photos=args.photos)
+            else:
+                bench.main(repeat=args.repeat)
             return 0
         return _stage(args)
     except (ParamsError, DatasetError, FileNotFoundError, ValueError, FloatingPointError) as err:
