@@ -18,5 +18,10 @@ for _stage in registry.snakemake_stages(STAGES):
         params:
             cmd=_stage.cmd,
         threads: PARAMS.raw["threads"]
+        # One GPU per training or evaluation job (none with train.device: cpu). Locally it limits nothing unless the run
+        # passes `--resources gpu=K` (then K such jobs at once; Snakemake assigns no device,
+        # so a stage leases one through vggrepro.lease); the SLURM executor submits --gpus=1.
+        resources:
+            gpu=1 if _stage.name.startswith(("train_", "evaluate_")) and PARAMS.raw["train"].get("device", "auto") != "cpu" else 0,
         shell:
             "{params.cmd}"
