@@ -39,7 +39,7 @@ threads: $cores
 data: {source: imagefolder, root: $work/photos, val_fraction: 0.1, workers: $cores}
 model: {width: 0.125, head_width: 256, normalise: mean, dropout: 0.5}
 geometry: {crop: 224}
-train: {batch_size: 64, epochs: 1, lr: 0.01, momentum: 0.9, weight_decay: 0.0005}
+train: {batch_size: 64, max_epochs: 1, lr: 0.01, momentum: 0.9, weight_decay: 0.0005}
 augment: {flip: true, colour_shift: 0.1}
 evaluate: {flip: true}
 runs:

@@ -32,7 +32,7 @@ BAD = {
     "unknown key": (_set("train.learning_rate", 0.1), ["train.learning_rate", "unknown key"]),
     "unknown section": (_set("optimiser", {}), ["optimiser", "unknown key"]),
     "wrong type": (_set("train.lr", "fast"), ["train.lr", "'fast'"]),
-    "impossible value": (_set("train.epochs", 0), ["train.epochs", "0"]),
+    "impossible value": (_set("train.max_epochs", 0), ["train.max_epochs", "0"]),
     "unknown config": (_set("runs.A_256.config", "F"), ["runs.A_256.config", "'F'"]),
     "S_min > S_max": (_set("runs.B_jit.scale", [512, 256]), ["runs.B_jit.scale", "S_min (512) > S_max (256)"]),
     "bad scale": (_set("runs.B_jit.scale", [256]), ["runs.B_jit.scale", "[256]"]),
@@ -102,7 +102,7 @@ def test_the_default_params_are_valid_and_hold_table_3():
 
 def test_run_overrides_fall_back_to_train_defaults():
     params = parse_params(tiny_params())
-    assert (params.runs["B_jit"].lr, params.runs["B_jit"].epochs) == (0.001, 1)
+    assert (params.runs["B_jit"].lr, params.runs["B_jit"].max_epochs) == (0.001, 1)
     assert params.runs["B_jit"].single_scale_q == 384 and params.pixels(384) == 55
 
 

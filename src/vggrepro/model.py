@@ -144,10 +144,11 @@ def count_params(spec: ModelSpec) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def init_weights(model: VGG, scheme: str, generator: torch.Generator) -> None:
+def init_weights(model: VGG, scheme: str, generator: torch.Generator, std: float = 0.01) -> None:
     """Random initialisation of every layer (Sec. 3.1); biases are zero.
 
-    "normal": N(0, 1e-2 variance), the paper's scheme for net A.
+    "normal": N(0, std^2), the paper's scheme for net A ("variance 10^-2"; params.yaml
+      train.init_std says which reading, 0.01 by default).
     "glorot": Glorot & Bengio (2010) uniform, which the paper notes works without pre-training.
     "kaiming": He et al. (2015) normal, fan-in with the ReLU gain, for every layer. It postdates
       the paper; with inputs of unit variance it keeps the narrow nets of the CPU default off
@@ -157,7 +158,7 @@ def init_weights(model: VGG, scheme: str, generator: torch.Generator) -> None:
         if not isinstance(m, nn.Conv2d):
             continue
         if scheme == "normal":
-            nn.init.normal_(m.weight, mean=0.0, std=0.1, generator=generator)
+            nn.init.normal_(m.weight, mean=0.0, std=std, generator=generator)
         elif scheme == "glorot":
             nn.init.xavier_uniform_(m.weight, generator=generator)
         elif scheme == "kaiming":

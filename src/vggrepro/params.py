@@ -72,7 +72,7 @@ class Run:
     scale: tuple[int, int]  # (S_min, S_max) in the paper's pixels; equal for a fixed S
     init: str  # "normal", "glorot", or the name of another run
     lr: float
-    epochs: int
+    max_epochs: int
 
     @property
     def jittered(self) -> bool:
@@ -108,7 +108,7 @@ class Params:
                 scale=_scale_pair(r["scale"]),
                 init=r["init"],
                 lr=float(r.get("lr", train["lr"])),
-                epochs=int(r.get("epochs", train["epochs"])),
+                max_epochs=int(r.get("max_epochs", train["max_epochs"])),
             )
             for name, r in self.raw["runs"].items()
         }
@@ -182,15 +182,16 @@ def _check_semantics(p: Params) -> None:
         s_min, s_max = run.scale
         if s_min > s_max:
             raise ParamsError(f"{key}.scale: S_min ({s_min}) > S_max ({s_max}); expected [S_min, S_max]")
-        if p.pixels(s_min) < p.crop:
+        if s_min < PAPER_CROP:  # unrounded: at crop 64, S=223 is 63.7 px, which rounds to 64
             raise ParamsError(
-                f"{key}.scale: smallest S {s_min} is {p.pixels(s_min)} px at geometry.crop {p.crop} "
+                f"{key}.scale: smallest S {s_min} is {s_min * p.crop / PAPER_CROP:.1f} px at geometry.crop {p.crop} "
                 f"(x {p.crop}/{PAPER_CROP}), smaller than the crop; expected S >= {PAPER_CROP}"
             )
         if run.init not in INIT_SCHEMES and run.init not in runs:
             raise ParamsError(
                 f"{key}.init: {run.init!r} is neither a run of the grid nor one of {', '.join(INIT_SCHEMES)}"
             )
+    _check_batch(p.raw["train"])
     for name in runs:  # follow each chain until it reaches a random scheme or comes back
         seen = [name]
         while (parent := runs[seen[-1]].init_run) is not None:
@@ -201,11 +202,27 @@ def _check_semantics(p: Params) -> None:
                     f"expected a chain ending in one of {', '.join(INIT_SCHEMES)}"
                 )
             seen.append(parent)
+    for name, run in runs.items():
+        parent = runs.get(run.init)
+        if parent is not None and parent.config not in (run.config, "A"):
+            raise ParamsError(
+                f"runs.{name}.init: {run.config} cannot start from {run.init!r} ({parent.config}); expected a run "
+                f"of {run.config} (all layers) or of A (Sec. 3.1: its first four conv and three FC layers)"
+            )
     _check_embedded_root(p.raw["data"])
     emb = p.raw["data"].get("embedded", {})
     if p.raw["data"]["source"] == "embedded" and emb.get("min_side", 72) > emb.get("max_side", 160):
         raise ParamsError(
             f"data.embedded.min_side ({emb['min_side']}) > data.embedded.max_side ({emb['max_side']})"
+        )
+
+
+def _check_batch(train: dict) -> None:
+    batch, device_batch = train["batch_size"], train.get("device_batch")
+    if device_batch is not None and batch % device_batch:
+        raise ParamsError(
+            f"train.device_batch: {device_batch} does not divide train.batch_size {batch}; expected a divisor "
+            "(the global batch is split into equal micro-batches)"
         )
 
 

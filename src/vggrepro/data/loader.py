@@ -9,6 +9,7 @@ count changes speed only: items come back in order, and no item draws from a wor
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
+from torchvision.transforms.v2 import functional as TF
 
 from vggrepro.data.images import decode, rescale
 from vggrepro.data.ingest import DatasetError, Entry
@@ -67,6 +69,21 @@ class ScaledImages(Dataset):
         return rescale(decode(self.root / self.files.path(i)), self.side)
 
 
+class CenterCrops(Dataset):
+    """Item i: (uint8 3 x crop x crop, label) of image i rescaled so its smallest side is
+    `side`, cropped at its centre: the held-out images the schedule watches (Sec. 3.1)."""
+
+    def __init__(self, files: FileList, root: Path, side: int, crop: int) -> None:
+        self.files, self.root, self.side, self.crop = files, root, side, crop
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        image = rescale(decode(self.root / self.files.path(i)), self.side)
+        return TF.center_crop(image, [self.crop, self.crop]).contiguous(), int(self.files.labels[i])
+
+
 def pack(images: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Images of different sizes as one flat buffer and their shapes (n, 3): a worker hands
     back a task in one transfer (per image, the transfer cost more than decoding it)."""
@@ -99,6 +116,7 @@ def make_loader(
     batch_size: int | None = None,
     collate_fn: Callable | None = None,
     beside_a_step: bool = True,
+    pin_memory: bool = False,
 ) -> DataLoader:
     """A DataLoader with `workers` processes, kept across epochs, that draws nothing from
     torch's global generator (dropout's), so the worker count cannot shift a training run.
@@ -106,6 +124,7 @@ def make_loader(
     batch_size None (and no batch_sampler): one item at a time, as the dataset returns it.
     beside_a_step: the stage computes with its own threads meanwhile, so the workers yield to
     them (_yield_to_the_step); False where the workers do all the work (mean_rgb).
+    pin_memory: batches in page-locked memory, for copies to a GPU that do not wait.
     """
     return DataLoader(
         dataset,
@@ -116,7 +135,8 @@ def make_loader(
         persistent_workers=workers > 0,
         prefetch_factor=PREFETCH if workers > 0 else None,
         generator=torch.Generator().manual_seed(0),  # its only use: seeds of worker RNGs we never draw from
-        worker_init_fn=_yield_to_the_step if beside_a_step else None,
+        worker_init_fn=_yield_to_the_step if beside_a_step else _ignore_stop_signals,
+        pin_memory=pin_memory,
     )
 
 
@@ -128,7 +148,15 @@ def _yield_to_the_step(worker_id: int) -> None:
     the step leaves idle, and get the whole machine whenever the step waits for a batch. Where
     cores outnumber threads + workers (a GPU machine), the priority changes nothing.
     """
+    _ignore_stop_signals(worker_id)
     os.nice(WORKER_NICENESS)
+
+
+def _ignore_stop_signals(worker_id: int) -> None:
+    """Ctrl-C reaches the whole process group: the stage saves its progress and stops the
+    workers itself. SIGTERM stays fatal: it is how the loader (and Python's exit) stops a worker
+    that does not answer; the stage tells a worker killed by SIGTERM from a failure."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def one_line_errors(batches: Iterable[Any]) -> Iterator[Any]:

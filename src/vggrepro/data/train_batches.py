@@ -55,27 +55,53 @@ class TrainImages(Dataset):
 
 
 class EpochBatches(Sampler):
-    """Batches of (epoch, index) keys in the epoch's order; the last batch may be short."""
+    """This process's part of each global batch of (epoch, index) keys, in the epoch's order.
 
-    def __init__(self, n: int, batch_size: int, seed: int) -> None:
-        self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, 1
+    Global batches are `batch_size` keys; the last, short one is dropped (so every step sees
+    a full batch on every process; each epoch drops other images). Under torchrun, process
+    `rank` of `world` takes keys [rank * b, (rank + 1) * b) of each batch, b = batch_size /
+    world. `set_epoch(e, start)` begins epoch e at global batch `start` (a resume).
+    """
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def __init__(self, n: int, batch_size: int, seed: int, *, rank: int = 0, world: int = 1) -> None:
+        if batch_size % world:
+            raise ValueError(f"batch size {batch_size} does not split over {world} processes")
+        self.n, self.batch_size, self.seed, self.rank, self.world = n, batch_size, seed, rank, world
+        self.epoch, self.start = 1, 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+
+    @property
+    def steps(self) -> int:
+        """Global batches in an epoch."""
+        return self.n // self.batch_size
 
     def __len__(self) -> int:
-        return -(-self.n // self.batch_size)
+        return self.steps - self.start
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         order = epoch_order(self.seed, self.epoch, self.n).tolist()
-        for start in range(0, self.n, self.batch_size):
-            yield [(self.epoch, i) for i in order[start : start + self.batch_size]]
+        part = self.batch_size // self.world
+        for step in range(self.start, self.steps):
+            first = step * self.batch_size + self.rank * part
+            yield [(self.epoch, i) for i in order[first : first + part]]
 
 
 def train_loader(
-    *, files: FileList, root: Path, transform: TrainTransform, seed: int, batch_size: int, workers: int
+    *,
+    files: FileList,
+    root: Path,
+    transform: TrainTransform,
+    seed: int,
+    batch_size: int,
+    workers: int,
+    rank: int = 0,
+    world: int = 1,
+    pin_memory: bool = False,
 ) -> tuple[DataLoader, EpochBatches]:
-    """Batches (uint8 N x 3 x crop x crop, colour shifts N x 3, labels N); call
-    `sampler.set_epoch(e)` before iterating epoch e."""
-    sampler = EpochBatches(len(files), batch_size, seed)
-    return make_loader(TrainImages(files, root, transform, seed), workers=workers, batch_sampler=sampler), sampler
+    """This process's part of each global batch: (uint8 N x 3 x crop x crop, colour shifts
+    N x 3, labels N); call `sampler.set_epoch(e, start)` before iterating epoch e."""
+    sampler = EpochBatches(len(files), batch_size, seed, rank=rank, world=world)
+    dataset = TrainImages(files, root, transform, seed)
+    return make_loader(dataset, workers=workers, batch_sampler=sampler, pin_memory=pin_memory), sampler

@@ -22,13 +22,21 @@ def _missing(path: str) -> FileNotFoundError:
     )
 
 
+def _read(path: str):
+    if not Path(path).exists():
+        raise _missing(path)
+    return io.read_json(path) if path.endswith(".json") else Path(path).read_text()
+
+
+def epochs_trained(run: str) -> int:
+    """Epochs the run trained (the schedule may stop before max_epochs): its log's lines."""
+    return len(_read(paths.train_log(run)).splitlines())
+
+
 def table3(params: Params) -> pd.DataFrame:
     rows = []
     for name, run in params.runs.items():
-        path = paths.eval_metrics(name)
-        if not Path(path).exists():
-            raise _missing(path)
-        ours = io.read_json(path)
+        ours = _read(paths.eval_metrics(name))
         theirs = paper.table3_row(run.config, run.scale_label)
         q = ours["test_q"]
         rows.append(
@@ -42,7 +50,7 @@ def table3(params: Params) -> pd.DataFrame:
                 "paper top-1": theirs[1] if theirs else None,
                 "paper top-5": theirs[2] if theirs else None,
                 "init": run.init,
-                "epochs": run.epochs,
+                "epochs": epochs_trained(name),
                 "lr": f"{run.lr:g}",
             }
         )
@@ -68,23 +76,40 @@ def _settings(params: Params) -> list[str]:
     crop = params.crop
     scaled = ", ".join(f"{s} -> {params.pixels(s)}" for s in sorted({s for r in runs.values() for s in r.scale}))
     m, t = raw["model"], raw["train"]
-    seen = {n: r.epochs + sum(runs[c].epochs for c in params.init_chain(n)) for n, r in runs.items()}
+    trained = {n: epochs_trained(n) for n in runs}
+    seen = {n: trained[n] + sum(trained[c] for c in params.init_chain(n)) for n in runs}
     longest = max(seen, key=seen.get)
+    aug = raw["augment"]
+    transforms = ["random crop of the rescaled image"]
+    transforms += ["random horizontal flip"] if aug["flip"] else []
+    transforms += [f"AlexNet's PCA colour shift (std {aug['colour_shift']:g})"] if aug["colour_shift"] > 0 else []
+    missing = [x for x, on in (("flip", aug["flip"]), ("colour shift", aug["colour_shift"] > 0)) if not on]
+    computed = sorted({_read(paths.eval_metrics(n)).get("compute", "cpu, fp32") for n in runs})
     lines = [
         f"- Data: {data_line}.",
         f"- Geometry: crop {crop} px (paper: {PAPER_CROP}); every S and Q scaled by {crop}/{PAPER_CROP} ({scaled} px).",
         f"- Width: conv layers x{m['width']}, FC1/FC2 {m['head_width']} channels (paper: x1, 4096).",
-        f"- Training: batch {t['batch_size']}, the epochs and constant learning rate of each run in the table "
-        "(paper: batch 256, 74 epochs, lr 1e-2 divided by 10 three times on plateaus). A run started from "
-        f"another adds its epochs to that run's ({longest} has seen {seen[longest]} counting its chain), so "
-        "rows differ in training length as well as in depth and scale.",
+        f"- Training: SGD, batch {t['batch_size']}, momentum {t.get('momentum', 0.9):g}, weight decay "
+        f"{t.get('weight_decay', 5e-4):g}; each run's lr divided by {1 / t.get('lr_factor', 0.1):g} after "
+        f"{t.get('lr_patience', 2)} epochs without a lower error on {t.get('holdout', 0.05):.0%} of each class held out "
+        f"of the training split, at most {t.get('lr_decreases', 3)} times, then stop, or at "
+        f"{t['max_epochs']} epochs (runs may set their own); the table gives the epochs each run trained "
+        "(paper: batch 256, lr 1e-2, plateaus on its validation set, 3 decreases, 74 epochs). A run started "
+        f"from another adds its epochs to that run's ({longest} has seen {seen[longest]} counting its chain), "
+        "so rows differ in training length as well as in depth and scale.",
+        f"- Compute: {'; '.join(computed)}"
+        + (" (GPU kernels chosen for speed: not bitwise repeatable)" if any(c.startswith("cuda") for c in computed)
+           and not t.get("deterministic", False) else "")
+        + " (paper: fp32 on 4 NVIDIA Titan Black GPUs).",
         "- Preprocessing: " + (
             "mean RGB subtracted and divided by the per-channel std (paper: mean subtracted only)."
             if m.get("normalise", "mean") == "mean_std" else "mean RGB subtracted (as the paper)."
         ),
-        "- Augmentation: random crop and flip of the rescaled image; no PCA colour shift (paper: both).",
+        "- Augmentation: " + ", ".join(transforms)
+        + (f"; no {' or '.join(missing)} (paper: crop, flip and colour shift)." if missing else " (as the paper)."),
         "- Initialisation: " + "; ".join(f"{n} {r.init}" for n, r in runs.items() if r.init_run is None)
-        + " (paper: A from N(0, 1e-2)); deeper nets copy A's first four conv and three FC layers (Sec. 3.1).",
+        + f" (paper: A from N(0, 1e-2 variance); normal here draws std {t.get('init_std', 0.01):g}); deeper nets copy "
+        "A's first four conv and three FC layers (Sec. 3.1).",
         "- Test: dense evaluation of the whole image at Q, posteriors averaged with the flipped image (as the paper).",
     ]
     if chance:

@@ -2,8 +2,12 @@
 
     vggrepro train --run D_256
 
-Plain mini-batch SGD with momentum and weight decay at a constant learning rate; the
-checkpoint carries the weights, the resolved config and the final metrics.
+Sec. 3.1's recipe: mini-batch SGD with momentum and weight decay, a global batch split into
+micro-batches, the learning rate divided by 10 when the held-out error plateaus (at most
+train.lr_decreases times, then stop, or at max_epochs), on train.device in train.precision.
+A resume point every train.checkpoint_every steps and every epoch (vggrepro.resume) lets a
+killed or stopped stage go on where it was; the checkpoint carries the weights, the resolved
+config and the final metrics.
 """
 
 from __future__ import annotations
@@ -14,15 +18,14 @@ import zlib
 from dataclasses import asdict
 
 import torch
-import torch.nn.functional as F
-from tqdm import tqdm
 
-from vggrepro import io, paths, workspace
-from vggrepro.data import ingest, loader, train_batches
-from vggrepro.data.normalise import channels, to_input
+from vggrepro import device, io, lease, paths, registry, resume, training, workspace
+from vggrepro.data import holdout, ingest, loader, train_batches
+from vggrepro.data.normalise import channels
 from vggrepro.data.transforms import TrainTransform
 from vggrepro.model import VGG, ModelSpec, init_weights, load_checkpoint, transfer_from
 from vggrepro.params import Params, Run
+from vggrepro.schedule import PlateauSchedule
 
 
 def run_seed(params: Params, run: str) -> int:
@@ -58,7 +61,7 @@ def normalisation(params: Params) -> tuple[list[float], list[float]]:
 
 def build_model(params: Params, run: Run, num_classes: int, generator: torch.Generator) -> tuple[VGG, list[str]]:
     model = VGG(model_spec(params, run, num_classes))
-    init_weights(model, init_scheme(params, run), generator)
+    init_weights(model, init_scheme(params, run), generator, std=params.raw["train"].get("init_std", 0.01))
     copied: list[str] = []
     if run.init_run is not None:  # Sec. 3.1: start from a shallower or lower-scale net
         source = load_checkpoint(paths.model(run.init_run))
@@ -77,71 +80,133 @@ def train_transform(params: Params, run: Run) -> TrainTransform:
     )
 
 
-def train_epoch(model, batches, optimizer, *, mean, std, desc: str) -> dict[str, float]:
-    model.train()
-    loss_sum, wrong, seen = 0.0, 0, 0
-    # disable=None: a progress bar on a terminal, nothing in logs
-    progress = tqdm(loader.one_line_errors(batches), total=len(batches), desc=desc, leave=False, disable=None)
-    for images, shift, y in progress:
-        x = to_input(images, mean=mean, std=std, shift=shift, memory_format=torch.channels_last)
-        logits = model(x)
-        loss = F.cross_entropy(logits, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        loss_sum += float(loss.detach()) * len(y)
-        wrong += int((logits.argmax(1) != y).sum())
-        seen += len(y)
-    if loss_sum != loss_sum:
-        raise FloatingPointError("training loss became NaN; lower the learning rate")
-    return {"loss": loss_sum / seen, "train_top1_err": 100.0 * wrong / seen}
+def split_batch(cfg: dict, world: int) -> tuple[int, int]:
+    """(images per micro-batch, micro-batches per step) on each of `world` processes:
+    train.batch_size is the global batch (Sec. 3.1: 256), train.device_batch what one device
+    holds at once (default: its whole share)."""
+    share = cfg["batch_size"] // world
+    device_batch = min(cfg.get("device_batch", share), share)
+    return device_batch, share // device_batch
+
+
+def holdout_batches(params: Params, run: Run, files: loader.FileList, *, batch_size: int, workers: int, pin: bool):
+    """Centre crops of the held-out images at the run's single-scale Q (Sec. 3.2's Q)."""
+    side = params.pixels(run.single_scale_q)
+    dataset = loader.CenterCrops(files, workspace.data_root(params), side, params.crop)
+    return loader.make_loader(dataset, workers=workers, batch_size=batch_size, pin_memory=pin)
+
+
+def input_files(params: Params, run_name: str) -> list[str]:
+    """Every file the stage depends on (its knob file, data, init weights and code)."""
+    stage = next(s for s in registry.build(params) if s.name == f"train_{run_name}")
+    return stage.deps
 
 
 def run(params: Params, run_name: str) -> dict:
     run = params.runs[run_name]
     cfg = params.raw["train"]
     seed = run_seed(params, run_name)
-    torch.manual_seed(seed)  # dropout draws from the global generator
+    held_device = lease.for_stage(cfg, holder=f"train_{run_name}")  # noqa: F841 - held until exit
+    compute = device.compute(cfg)
+    torch.manual_seed(seed)  # dropout draws from the global generator (the device's, on a GPU)
     g = torch.Generator().manual_seed(seed)  # the initialisation's draws
 
-    files = loader.FileList(ingest.read_manifest(paths.MANIFEST, "train"))
+    fit, held = holdout.split(
+        ingest.read_manifest(paths.MANIFEST, "train"), fraction=cfg.get("holdout", 0.05), seed=params.raw["seed"]
+    )
+    files = loader.FileList(fit)
     num_classes = len(ingest.read_classes(paths.CLASSES))
     mean, std = normalisation(params)
+    device_batch, accumulation = split_batch(cfg, world=1)
+    workers = loader.workers(params)
     batches, sampler = train_batches.train_loader(
         files=files,
         root=workspace.data_root(params),
         transform=train_transform(params, run),
         seed=seed,
         batch_size=cfg["batch_size"],
-        workers=loader.workers(params),
+        workers=workers,
+        pin_memory=compute.is_cuda,
     )
+    if sampler.steps == 0:
+        raise ValueError(f"train.batch_size {cfg['batch_size']} is more than the {len(files)} training images of {run_name}")
+    held_out = holdout_batches(params, run, loader.FileList(held), batch_size=device_batch, workers=workers, pin=compute.is_cuda)
     model, copied = build_model(params, run, num_classes, g)
-    model = model.to(memory_format=torch.channels_last)
+    model = model.to(compute.device, memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(
         model.parameters(), lr=run.lr, momentum=cfg.get("momentum", 0.9), weight_decay=cfg.get("weight_decay", 5e-4)
     )
-    log = []
-    for epoch in range(1, run.epochs + 1):
-        start = time.perf_counter()
-        sampler.set_epoch(epoch)  # the epoch's order and draws: a function of (seed, epoch, index)
-        metrics = train_epoch(
-            model, batches, optimizer, mean=channels(mean), std=channels(std), desc=f"{run_name} epoch {epoch}"
-        )
-        seconds = time.perf_counter() - start
-        line = {"epoch": epoch, "lr": run.lr, **metrics}
-        log.append(line)
-        # Speed goes to the console only: the log file is a pure function of the inputs.
-        print(json.dumps({"run": run_name, **line, "images_per_s": round(len(files) / seconds)}), flush=True)
+    schedule = PlateauSchedule(
+        optimizer, patience=cfg.get("lr_patience", 2), factor=cfg.get("lr_factor", 0.1), max_decreases=cfg.get("lr_decreases", 3)
+    )
+    loop = training.Loop(
+        model, optimizer, compute, channels(mean).to(compute.device), channels(std).to(compute.device),
+        accumulation=accumulation, global_batch=cfg["batch_size"],
+    )
+    key = resume.inputs_key(input_files(params, run_name))
+    position, sums = training.Position(), training.EpochSums.zeros(compute.device)
+    state = resume.load(run_name, key)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        resume.set_rng_state(state["rng"], compute.device)
+        position = training.Position(**state["position"])
+        sums = training.EpochSums.from_state(state["sums"], compute.device)
+        print(f"{run_name}: resuming at epoch {position.epoch}, step {position.step} ({resume.path(run_name)})", flush=True)
+
+    def save() -> None:
+        resume.save(run_name, key, {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(),
+            "rng": resume.rng_state(compute.device),
+            "position": asdict(position),
+            "sums": sums.state(),
+        })
+
+    checkpoint_every = cfg.get("checkpoint_every", 1000)
+    with training.StopSignals() as signals:
+        while not position.stopped and position.epoch <= run.max_epochs:
+            start = time.perf_counter()
+            sampler.set_epoch(position.epoch, position.step)  # the order and draws: functions of (seed, epoch, index)
+            last = position.history[-1] if position.history else None
+            show = {"lr": f"{schedule.lr:.0e}", **({"loss": f"{last['loss']:.3f}"} if last else {})}
+            training.train_epoch(
+                loop, batches, run=run_name, position=position, sums=sums, steps_per_epoch=sampler.steps,
+                checkpoint_every=checkpoint_every, save=save, signals=signals, show=show,
+            )
+            held_err = training.holdout_error(model, held_out, compute, mean=loop.mean, std=loop.std)
+            line = {
+                "epoch": position.epoch,
+                "lr": schedule.lr,
+                "loss": float(sums.loss) / sums.seen,
+                "train_top1_err": 100.0 * int(sums.wrong) / sums.seen,
+                "holdout_top1_err": held_err,
+            }
+            position.history.append(line)
+            position.stopped = schedule.step(held_err)
+            position.epoch, position.step = position.epoch + 1, 0
+            sums = training.EpochSums.zeros(compute.device)
+            save()  # after the epoch's sums are reset and the schedule has stepped
+            seconds = time.perf_counter() - start
+            # Speed goes to the console only: the log file is a pure function of the inputs.
+            print(json.dumps({"run": run_name, **line, "seconds": round(seconds, 1),
+                              "images_per_s": round(sampler.steps * cfg["batch_size"] / seconds)}), flush=True)
+    log = position.history
     io.write_text(paths.train_log(run_name), "".join(json.dumps(x) + "\n" for x in log))
     checkpoint = {
-        "state_dict": model.state_dict(),
+        "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
         "spec": asdict(model.spec),
         "run": asdict(run),
         "copied_from_init": copied,
         "normalise": {"mean": mean, "std": std},  # what evaluation must apply to its inputs
         "params": {k: params.raw[k] for k in ("seed", "model", "geometry", "train", "augment")},
-        "metrics": {k: log[-1][k] for k in ("loss", "train_top1_err")},
+        "metrics": {k: log[-1][k] for k in ("loss", "train_top1_err", "holdout_top1_err")},
+        "epochs": len(log),
+        "compute": compute.describe(),
         "provenance": io.provenance(),
     }
     io.write_torch(paths.model(run_name), checkpoint)
-    return {"run": run_name, **checkpoint["metrics"], "copied_from_init": copied}
+    resume.discard(run_name)
+    return {"run": run_name, "epochs": len(log), **checkpoint["metrics"], "copied_from_init": copied}

@@ -1,0 +1,83 @@
+"""Resume points of train stages: everything a killed run needs to go on as if never stopped.
+
+A resume point holds the model, the optimizer, the schedule, every random generator, the
+position in the data order (epoch and global batch) with the epoch's running sums, and the
+history. It lives under .vggrepro/resume/, outside the stage's outputs, so neither DVC nor
+Snakemake deletes it before rerunning the stage, and it is written atomically (a kill while
+writing leaves the previous one). It is removed when the stage finishes.
+
+Each point carries the key of the stage's inputs (every file the stage depends on, its knob
+file included): a point left by a run of other inputs (other params, data or code) is
+discarded, never resumed, so a resumed run computes exactly what a fresh one would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vggrepro import io
+
+RESUME_DIR = Path(".vggrepro/resume")
+
+
+def path(run: str) -> Path:
+    return RESUME_DIR / f"{run}.pt"
+
+
+def inputs_key(files: list[str]) -> str:
+    """BLAKE2b over the names and bytes of the stage's input files."""
+    h = hashlib.blake2b(digest_size=16)
+    for name in sorted(files):
+        h.update(name.encode() + b"\0")
+        with open(name, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def rng_state(device: torch.device) -> dict:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def save(run: str, key: str, state: dict) -> None:
+    io.write_torch(path(run), {"key": key, **state})
+
+
+def load(run: str, key: str) -> dict | None:
+    """The run's resume point for these inputs, or None (a point of other inputs is removed)."""
+    p = path(run)
+    if not p.exists():
+        return None
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=False)  # our own file: RNG states are not tensors
+    except Exception as err:  # noqa: BLE001 - any unreadable point is discarded, not trusted
+        print(f"{p}: unreadable resume point discarded ({type(err).__name__}); starting over", file=sys.stderr)
+        p.unlink()
+        return None
+    if state.get("key") != key:
+        print(f"{p}: resume point of other inputs (params, data or code changed) discarded; starting over", file=sys.stderr)
+        p.unlink()
+        return None
+    return state
+
+
+def discard(run: str) -> None:
+    path(run).unlink(missing_ok=True)

@@ -1,0 +1,45 @@
+"""Sec. 3.1's learning-rate schedule: "decreased by a factor of 10 when the validation set
+accuracy stopped improving. In total, the learning rate was decreased 3 times, and the
+learning was stopped after 370K iterations (74 epochs)".
+
+torch's ReduceLROnPlateau watches the held-out error (vggrepro.data.holdout; never the val
+split the tables report): after `patience` epochs without improvement it divides the rate by
+1 / factor. The run stops when the error plateaus once more after the last allowed decrease,
+or at max_epochs, whichever comes first.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class PlateauSchedule:
+    def __init__(self, optimizer: torch.optim.Optimizer, *, patience: int, factor: float, max_decreases: int) -> None:
+        # threshold 0: any lower error is an improvement (the paper names no margin)
+        self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=factor, patience=patience, threshold=0.0
+        )
+        self.optimizer, self.max_decreases, self.decreases = optimizer, max_decreases, 0
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def step(self, holdout_error: float) -> bool:
+        """Takes the epoch's held-out error; True when training should stop."""
+        before = self.lr
+        self.plateau.step(holdout_error)
+        if self.lr < before:
+            self.decreases += 1
+            if self.decreases > self.max_decreases:  # the plateau after the last decrease
+                for group in self.optimizer.param_groups:
+                    group["lr"] = before  # the rate it stopped at, for the log and a resume
+                return True
+        return False
+
+    def state_dict(self) -> dict:
+        return {"plateau": self.plateau.state_dict(), "decreases": self.decreases}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.plateau.load_state_dict(state["plateau"])
+        self.decreases = state["decreases"]

@@ -1,0 +1,202 @@
+"""The training loop of Sec. 3.1: mini-batch SGD, a global batch split into micro-batches
+(gradient accumulation), every random draw resumable, the held-out error once an epoch.
+
+Nothing in a step waits for the device: the loss and error sums, and the first step whose
+loss was not finite, accumulate as device tensors and are read once an epoch and at each
+resume point. A non-finite loss is reported with its epoch and step when it is read, and the
+resume point written before it is kept (no point is written after one).
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from vggrepro.data import loader
+from vggrepro.data.normalise import to_input
+from vggrepro.device import Compute
+
+
+class NonFiniteLoss(FloatingPointError):
+    """The loss became NaN or infinite; one line naming run, epoch and step."""
+
+
+class Stopped(Exception):
+    """SIGTERM or SIGINT arrived; the progress was saved. Carries the signal number."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+
+class StopSignals:
+    """SIGTERM (SLURM, kill) and SIGINT (Ctrl-C) ask the loop to save and stop after the step
+    in flight, instead of killing the process mid-write."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum, frame) -> None:
+        self.received = signum
+
+    def __enter__(self) -> "StopSignals":
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+@dataclass
+class EpochSums:
+    """Running sums of an epoch, on the device."""
+
+    loss: torch.Tensor
+    wrong: torch.Tensor
+    seen: int = 0
+
+    @classmethod
+    def zeros(cls, device: torch.device) -> "EpochSums":
+        return cls(torch.zeros((), dtype=torch.float64, device=device), torch.zeros((), dtype=torch.int64, device=device))
+
+    def state(self) -> dict:
+        return {"loss": self.loss.cpu(), "wrong": self.wrong.cpu(), "seen": self.seen}
+
+    @classmethod
+    def from_state(cls, state: dict, device: torch.device) -> "EpochSums":
+        return cls(state["loss"].to(device), state["wrong"].to(device), state["seen"])
+
+
+@dataclass
+class Position:
+    """Where the run is: the epoch in progress and the global batches done in it."""
+
+    epoch: int = 1
+    step: int = 0
+    history: list[dict] = field(default_factory=list)
+    stopped: bool = False  # the schedule ended the run
+
+
+@dataclass
+class Loop:
+    """One run's training: the model (DDP-wrapped or not) and what each step needs."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    compute: Compute
+    mean: torch.Tensor  # (1, 3, 1, 1) on the device
+    std: torch.Tensor
+    accumulation: int  # micro-batches per global batch on this process
+    global_batch: int  # images per step over all processes
+
+    def step(self, images: torch.Tensor, shift: torch.Tensor, labels: torch.Tensor, sums: EpochSums, bad_at: torch.Tensor, count: torch.Tensor) -> None:
+        """One SGD step on this process's part of a global batch, in `accumulation` parts.
+
+        Each part's loss is its mean cross-entropy over `accumulation` parts (and DDP averages
+        over processes), so the gradient is the global batch's mean.
+        """
+        c = self.compute
+        images, shift, labels = c.to_device(images), c.to_device(shift), c.to_device(labels)
+        parts = self.accumulation
+        for k, (x, s, y) in enumerate(zip(images.chunk(parts), shift.chunk(parts), labels.chunk(parts))):
+            x = to_input(x, mean=self.mean, std=self.std, shift=s, memory_format=torch.channels_last)
+            sync = k == parts - 1 or not hasattr(self.model, "no_sync")
+            with (torch.enable_grad() if sync else self.model.no_sync()):
+                with c.autocast():
+                    logits = self.model(x)
+                loss = F.cross_entropy(logits.float(), y)
+                (loss / parts).backward()
+            detached = loss.detach()
+            sums.loss += detached.double() * len(y)
+            sums.wrong += (logits.detach().argmax(1) != y).sum()
+            sums.seen += len(y)
+            bad_at.copy_(torch.where((bad_at < 0) & ~torch.isfinite(detached), count, bad_at))
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        count += 1
+
+
+def check_finite(bad_at: torch.Tensor, *, run: str, epoch: int, steps_per_epoch: int) -> None:
+    """Raises NonFiniteLoss naming the first bad step (reads one number from the device)."""
+    step = int(bad_at)
+    if step >= 0:
+        raise NonFiniteLoss(
+            f"{run}: the training loss became NaN or infinite at epoch {epoch}, step {step + 1} of {steps_per_epoch}; "
+            "the last resume point before it is kept (lower train.lr, or check the data)"
+        )
+
+
+def train_epoch(
+    loop: Loop,
+    batches,
+    *,
+    run: str,
+    position: Position,
+    sums: EpochSums,
+    steps_per_epoch: int,
+    checkpoint_every: int,
+    save: Callable[[], None],
+    signals: StopSignals,
+    show: dict,
+) -> None:
+    """The rest of epoch position.epoch from global batch position.step; calls save() (a
+    resume point) every checkpoint_every steps and, on SIGTERM or SIGINT, before raising
+    Stopped. show: what the progress bar shows beside its own rate and time left."""
+    loop.model.train()
+    device = loop.compute.device
+    bad_at = torch.full((), -1, dtype=torch.int64, device=device)
+    count = torch.full((), position.step, dtype=torch.int64, device=device)
+    # disable=None: a progress bar on a terminal, nothing in logs
+    progress = tqdm(
+        total=steps_per_epoch * loop.global_batch, initial=position.step * loop.global_batch, unit="img",
+        desc=f"{run} epoch {position.epoch}", leave=False, disable=None, dynamic_ncols=True,
+    )
+    progress.set_postfix(show, refresh=False)
+    with progress:
+        for images, shift, labels in loader.one_line_errors(batches):
+            loop.step(images, shift, labels, sums, bad_at, count)
+            position.step += 1
+            progress.update(loop.global_batch)
+            if position.step % checkpoint_every == 0 or signals.received is not None:
+                check_finite(bad_at, run=run, epoch=position.epoch, steps_per_epoch=steps_per_epoch)
+                save()
+                if signals.received is not None:
+                    name = signal.Signals(signals.received).name
+                    raise Stopped(
+                        f"{run}: stopped by {name} at epoch {position.epoch}, step {position.step} of {steps_per_epoch}; "
+                        "progress saved, rerun the stage to continue", signals.received,
+                    )
+    check_finite(bad_at, run=run, epoch=position.epoch, steps_per_epoch=steps_per_epoch)
+
+
+@torch.inference_mode()
+def holdout_error(model: torch.nn.Module, batches, compute: Compute, *, mean: torch.Tensor, std: torch.Tensor) -> float:
+    """Top-1 error (%) on the held-out centre crops; ties count against the model, as in
+    vggrepro.metrics."""
+    model.eval()
+    wrong = torch.zeros((), dtype=torch.int64, device=compute.device)
+    seen = 0
+    for images, labels in loader.one_line_errors(batches):
+        x = to_input(compute.to_device(images), mean=mean, std=std, memory_format=torch.channels_last)
+        with compute.autocast():
+            scores = model(x).float()
+        y = compute.to_device(labels)
+        true = scores.gather(1, y[:, None])
+        wrong += ((scores >= true).sum(1) > 1).sum()  # another class scores at least as high
+        seen += len(labels)
+    return 100.0 * int(wrong) / max(seen, 1)
+
+
+def timed(fn: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
