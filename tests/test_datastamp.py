@@ -43,10 +43,10 @@ def test_a_missing_folder_and_a_symlink_loop_are_stamped_not_raised(tmp_path):
 def test_write_only_when_changed(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     root = tree(tmp_path / "data")
-    assert datastamp.write(root) is True
-    assert datastamp.write(root) is False
+    assert datastamp.write(root, "ilsvrc2012") is True
+    assert datastamp.write(root, "ilsvrc2012") is False
     (root / "val" / "e.JPEG").write_bytes(b"e")
-    assert datastamp.write(root) is True
+    assert datastamp.write(root, "ilsvrc2012") is True
 
 
 def test_a_linked_class_folder_is_followed_and_a_folder_loop_stamped_once(tmp_path):
@@ -98,3 +98,24 @@ def test_two_links_to_one_folder_are_both_stamped_and_a_name_that_is_not_utf8_is
     assert datastamp.stamp(root)["files"] == 5
     (root / "val").joinpath(os.fsdecode(b"caf\xe9.JPEG")).write_bytes(b"x")
     assert datastamp.stamp(root)["files"] == 6
+
+
+def test_label_files_outside_data_root_are_stamped_and_unread_folders_are_not(tmp_path):
+    """Kaggle's download with data.root at ILSVRC/Data/CLS-LOC: the LOC_* files three folders
+    up, and a devkit beside data.root, hold labels; Annotations/ is never read."""
+    top = tmp_path / "kaggle"
+    root = tree(top / "ILSVRC" / "Data" / "CLS-LOC")
+    mapping = top / "LOC_synset_mapping.txt"
+    mapping.write_text("n1 one\n")
+    (top / "ILSVRC" / "Annotations" / "CLS-LOC").mkdir(parents=True)
+    first = datastamp.stamp(root, "ilsvrc2012")
+    assert first["files"] == 3 + 2 * 2 + 3 * 2  # images; LOC files in 2 places; devkit files in 3
+    mapping.write_text("n0 zero\nn1 one\n")  # a wnid added: every label after it shifts
+    second = datastamp.stamp(root, "ilsvrc2012")
+    assert second != first
+    (top / "ILSVRC" / "Annotations" / "CLS-LOC" / "x.xml").write_text("<a/>")
+    assert datastamp.stamp(root, "ilsvrc2012") == second  # not read by prepare, not stamped
+    devkit = root.parent / "ILSVRC2012_devkit_t12" / "data"
+    devkit.mkdir(parents=True)
+    (devkit / "ILSVRC2012_validation_ground_truth.txt").write_text("1\n")
+    assert datastamp.stamp(root, "ilsvrc2012") != second

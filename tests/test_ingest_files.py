@@ -450,6 +450,22 @@ def test_an_imagefolder_val_folder_may_be_named_val_valid_or_validation(photos, 
         read(root, tmp_path, source="imagefolder")
 
 
+@pytest.mark.parametrize("fmt, options", [("WEBP", {"lossless": True}), ("PNG", {}), ("JPEG", {"quality": 100})])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_decodes_upright_in_every_format(fmt, options, orientation):
+    """torchvision orients JPEG and PNG; WebP is oriented by vggrepro itself: all as PIL does."""
+    pixels = np.random.default_rng(orientation).integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[badfiles.EXIF_ORIENTATION] = orientation
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, fmt, exif=exif.tobytes(), **options)
+    upright = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(buf.getvalue()))).convert("RGB"))
+    decoded = images.decode_bytes(buf.getvalue()).permute(1, 2, 0).numpy()
+    assert decoded.shape == upright.shape
+    tolerance = 0 if fmt != "JPEG" else 40  # a JPEG's own loss; its shape and layout are the point
+    assert np.abs(decoded.astype(int) - upright.astype(int)).mean() <= tolerance / 4
+
+
 # --- the fingerprint cache -----------------------------------------------------------------
 
 
@@ -471,6 +487,15 @@ def test_the_cache_skips_unchanged_files_and_sees_a_replaced_one(photos, tmp_pat
     assert (third.decoded, third.cached) == (1, 11)
     changed = [a.path for a, b in zip(first.entries, third.entries) if a != b]
     assert changed == [replaced.relative_to(root).as_posix()]
+    # New decoding or checking code (or another Pillow) trusts no verdict of the old one.
+    monkeypatch.setattr(fingerprint, "verdict_code", lambda: "code of another version")
+    fourth = read(root, tmp_path)
+    assert (fourth.decoded, fourth.cached) == (12, 0)
+
+
+def test_the_cache_is_keyed_on_the_checking_code_itself():
+    header = fingerprint.verdict_code()
+    assert "code " in header and "Pillow" in header and "torchvision" in header
 
 
 def edit_in_place_keeping_size_and_mtime(path: Path) -> None:

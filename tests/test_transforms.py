@@ -47,6 +47,25 @@ def test_s_is_uniform_over_s_min_to_s_max():
     assert_uniform([transforms.draw_scale(g, 73, 146) for g in rngs()], 73, 146)
 
 
+def test_the_transform_rescales_each_image_to_the_s_it_draws(monkeypatch):
+    # The rescale itself, not only the draw: a transform that rescaled every image to S_min
+    # would turn scale jittering off without any other test noticing.
+    sides = []
+    real = transforms.rescale
+
+    def recording(image, side):
+        out = real(image, side)
+        sides.append(min(out.shape[1:]))
+        return out
+
+    monkeypatch.setattr(transforms, "rescale", recording)
+    jitter = TrainTransform(scale=(40, 60), crop=32, flip=True, colour_shift=0.1)
+    image = torch.zeros(3, 50, 70, dtype=torch.uint8)
+    for g in rngs(2000):
+        jitter(image, g)
+    assert_uniform(sides, 40, 60)
+
+
 def test_a_fixed_s_draws_s_itself():
     assert {transforms.draw_scale(g, 73, 73) for g in rngs(50)} == {73}
 

@@ -63,20 +63,41 @@ def _walk(root: Path):
         stack.extend(reversed(subfolders))
 
 
-def stamp(root: str | Path) -> dict:
+def _single(path: Path, name: str) -> tuple:
+    try:
+        st = os.stat(path)
+    except OSError as err:
+        return (name, -1, err.errno or 0, 0, 0)  # absent (the usual case) or unreadable
+    return (name, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+
+
+def _rows(root: Path, source: str):
+    """Every file reading this source may open (vggrepro.data.layouts.read_paths)."""
+    from vggrepro.data.layouts import read_paths  # torch-free, like this module
+
+    folders, files = read_paths(root, source)
+    for folder in folders:
+        name = os.path.relpath(folder, root)
+        for rel, *stat in _walk(folder):
+            yield (rel if name == "." else f"{name}/{rel}", *stat)
+    for path in files:
+        yield _single(path, str(path))
+
+
+def stamp(root: str | Path, source: str = "imagefolder") -> dict:
     """{"root", "files", "digest"}; files 0 and digest "absent" when root does not exist."""
     root = Path(root).expanduser()
     if not root.is_dir():
         return {"root": str(root), "files": 0, "digest": "absent"}
-    rows = ["\0".join(map(str, row)) + "\n" for row in _walk(root)]
+    rows = ["\0".join(map(str, row)) + "\n" for row in _rows(root, source)]
     # surrogateescape: a file name that is not UTF-8 is stamped by its bytes, not refused
     digest = hashlib.blake2b("".join(rows).encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
     return {"root": str(root), "files": len(rows), "digest": digest}
 
 
-def write(root: str | Path) -> bool:
+def write(root: str | Path, source: str) -> bool:
     """Writes the stamp of root to paths.DATA_STAMP if it changed; returns whether it did."""
-    text = json.dumps(stamp(root), indent=1, sort_keys=True) + "\n"
+    text = json.dumps(stamp(root, source), indent=1, sort_keys=True) + "\n"
     target = Path(paths.DATA_STAMP)
     if target.is_file() and target.read_text() == text:
         return False

@@ -56,9 +56,9 @@ def guard(params_path: str | Path = registry.PARAMS_FILE, *, dvc_yaml: bool = Tr
     if dvc_yaml:
         check_dvc_yaml(stages)
     write_knobs(params, stages)
-    root = workspace.data_root(params)
-    datastamp.write(root)
-    io.write_text(RECORD, json.dumps({"key": key, "data_root": str(root)}, indent=1) + "\n")
+    root, source = workspace.data_root(params), params.raw["data"]["source"]
+    datastamp.write(root, source)
+    io.write_text(RECORD, json.dumps({"key": key, "data_root": str(root), "source": source}, indent=1) + "\n")
     return params, stages
 
 
@@ -68,9 +68,9 @@ def unchanged_since_last_guard(params_path: str | Path = registry.PARAMS_FILE) -
         record = json.loads(Path(RECORD).read_text())
     except (OSError, ValueError):
         return False
-    if record.get("key") != _inputs_key(params_path, True):
+    if record.get("key") != _inputs_key(params_path, True) or "source" not in record:
         return False
-    datastamp.write(record["data_root"])
+    datastamp.write(record["data_root"], record["source"])
     return True
 
 

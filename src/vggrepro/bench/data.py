@@ -22,6 +22,7 @@ photograph once in train/<wnid>/ and once in val/<wnid>/).
 from __future__ import annotations
 
 import hashlib
+import io
 import shutil
 import statistics
 import tempfile
@@ -48,25 +49,27 @@ def _median_rate(count: int, passes) -> float:
 
 
 def _pil_prepare(root: Path, paths: list[str]) -> None:
-    from PIL import Image
+    """Per file what prepare does: read, hash, parse the header, decode upright to RGB."""
+    from PIL import Image, ImageOps
 
     for rel in paths:
         with open(root / rel, "rb") as f:
             data = f.read()
         hashlib.blake2b(data, digest_size=16).hexdigest()
-        with Image.open(root / rel) as im:
-            im.convert("RGB").load()
+        with Image.open(io.BytesIO(data)) as im:
+            ImageOps.exif_transpose(im).convert("RGB").load()
 
 
 def _pil_mean(root: Path, paths: list[str]) -> None:
+    """Per image what mean_rgb does: decode, then exact integer sums of pixels and squares."""
     from PIL import Image
 
-    total, squares = np.zeros(3), np.zeros(3)
+    total, squares = np.zeros(3, dtype=np.int64), np.zeros(3, dtype=np.int64)
     for rel in paths:
         with Image.open(root / rel) as im:
-            x = np.asarray(im.convert("RGB"), dtype=np.float64).reshape(-1, 3)
-        total += x.sum(0)
-        squares += (x * x).sum(0)
+            x = np.asarray(im.convert("RGB")).reshape(-1, 3).astype(np.int32)
+        total += x.sum(0, dtype=np.int64)
+        squares += (x * x).sum(0, dtype=np.int64)
 
 
 def _ratio_line(what: str, ours: float, pil: float) -> dict:

@@ -36,6 +36,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Iterator
 
@@ -149,6 +150,19 @@ def stat_key(st: os.stat_result) -> Stat:
     return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
 
 
+@cache
+def verdict_code() -> str:
+    """What a cached verdict was computed with: the decoding and checking code and libraries.
+    Any change to them (a new size limit, a new bad-file kind, another Pillow) empties the cache,
+    so no verdict of older code survives into a manifest the engines take for fresh."""
+    import PIL
+
+    h = hashlib.blake2b(digest_size=8)
+    for module in (images, badfiles, sys.modules[__name__]):
+        h.update(Path(module.__file__).read_bytes())
+    return f"code {h.hexdigest()}; torchvision {torchvision.__version__}; Pillow {PIL.__version__}"
+
+
 class Cache:
     """(path, size, mtime_ns, inode, ctime_ns) -> Fingerprint for the files under one data root."""
 
@@ -157,7 +171,7 @@ class Cache:
         key = hashlib.blake2b(os.fsencode(resolved), digest_size=8).hexdigest()
         self.path = Path(folder) / f"fingerprints-{key}.csv"
         shown = os.fsencode(resolved).decode("utf-8", "backslashreplace")
-        self.header = f"# vggrepro fingerprint cache {CACHE_FORMAT}; torchvision {torchvision.__version__}; root {shown}\n"
+        self.header = f"# vggrepro fingerprint cache {CACHE_FORMAT}; {verdict_code()}; root {shown}\n"
         self.entries: dict[str, tuple[Stat, Fingerprint]] = {}
         self.parts: list[Path] = []  # part files found by load() or written since
         self.pending: dict[str, tuple[Stat, Fingerprint]] = {}  # decoded since the last part file

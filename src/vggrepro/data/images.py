@@ -100,9 +100,27 @@ def decode_bytes(data: bytes | bytearray) -> torch.Tensor:
     img = decode_image(raw, mode=ImageReadMode.RGB, apply_exif_orientation=True)
     if img.ndim == 4:  # GIF frames
         img = img[0]
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":  # torchvision orients JPEG and PNG only
+        header = read_header(bytes(data))
+        if header is not None and header.orientation != 1:
+            img = orient(img, header.orientation)
     if img.dtype != torch.uint8:  # 16-bit PNG
         img = TF.to_dtype(img, torch.uint8, scale=True)
     return img
+
+
+def orient(img: torch.Tensor, orientation: int) -> torch.Tensor:
+    """An image stored with EXIF orientation 2..8, upright (PIL's ImageOps.exif_transpose)."""
+    turn = {
+        2: lambda x: x.flip(-1),
+        3: lambda x: x.flip(-1).flip(-2),
+        4: lambda x: x.flip(-2),
+        5: lambda x: x.transpose(-1, -2),
+        6: lambda x: torch.rot90(x, k=-1, dims=(-2, -1)),
+        7: lambda x: x.flip(-1).flip(-2).transpose(-1, -2),
+        8: lambda x: torch.rot90(x, k=1, dims=(-2, -1)),
+    }.get(orientation)
+    return turn(img).contiguous() if turn else img
 
 
 def decode(path: Path) -> torch.Tensor:

@@ -234,6 +234,28 @@ def _cls_loc(root: Path) -> Path:
     )
 
 
+def read_paths(root: Path, source: str) -> tuple[list[Path], list[Path]]:
+    """(folders, single files) that reading this source may open: what the dataset stamp
+    covers (vggrepro.datastamp). For ILSVRC-2012, train/ and val/ and every place a label file
+    is looked for, the Kaggle top folder and the devkit beside data.root included (a wnid added
+    to LOC_synset_mapping.txt shifts labels), but not the rest of the download (Annotations/,
+    test/): no stat of files prepare never reads."""
+    if source == "imagefolder":
+        return [root], []
+    try:
+        base = _cls_loc(root)
+    except DatasetError:
+        return [root], []  # prepare will say what is missing; any change under root reruns it
+    label_folders = _label_folders(root, base)
+    files = [f / name for f in label_folders for name in (SYNSET_MAPPING, vallabels.SOLUTION_CSV)]
+    files += [
+        f / vallabels.DEVKIT / "data" / name
+        for f in [*label_folders, root.resolve().parent]
+        for name in (vallabels.GROUND_TRUTH, vallabels.META)
+    ]
+    return [base / "train", base / "val"], files
+
+
 def _label_folders(root: Path, base: Path) -> list[Path]:
     """Where LOC_*.csv/txt may lie, in the order they are looked for."""
     folders = [base, root]

@@ -57,7 +57,7 @@ def draw_flip(rng: np.random.Generator) -> bool:
 
 def draw_colour_shift(rng: np.random.Generator, alphastd: float) -> np.ndarray:
     """AlexNet's PCA colour shift, (3,) on the 0..255 scale: eigvec @ (alpha * eigval) with
-    alpha ~ N(0, alphastd^2) per component; its covariance is alphastd^2 V diag(eigval^2) V^T."""
+    alpha ~ N(0, alphastd^2) per component; its covariance is (255 alphastd)^2 V diag(eigval^2) V^T."""
     return _colour_basis() @ (rng.normal(0.0, 1.0, size=3) * alphastd)
 
 

@@ -46,10 +46,12 @@ def add_sums(items: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(items).sum(0)
 
 
-def rgb_moments(root: Path, entries: list[ingest.Entry], *, workers: int = 0) -> tuple[list[float], list[float], int]:
+def rgb_moments(
+    root: Path, entries: list[ingest.Entry] | loader.FileList, *, workers: int = 0
+) -> tuple[list[float], list[float], int]:
     """Per-channel mean and standard deviation over every pixel of every image, and the
     number of pixels per channel."""
-    files = loader.FileList(entries)
+    files = entries if isinstance(entries, loader.FileList) else loader.FileList(entries)
     tasks = loader.make_loader(
         PixelSums(files, root), workers=workers, batch_size=IMAGES_PER_TASK, collate_fn=add_sums, beside_a_step=False
     )
@@ -71,8 +73,10 @@ def rgb_moments(root: Path, entries: list[ingest.Entry], *, workers: int = 0) ->
 
 
 def run(params: Params) -> dict:
-    entries = ingest.read_manifest(paths.MANIFEST, "train")
-    mean, std, pixels = rgb_moments(workspace.data_root(params), entries, workers=loader.workers(params))
-    out = {"mean_rgb": mean, "std_rgb": std, "images": len(entries), "pixels": pixels, "provenance": io.provenance()}
+    # The whole training split, the slice the schedule holds out included (Sec. 2.1: "the mean
+    # RGB value, computed on the training set"); flat arrays, no object per image in the workers.
+    files = loader.FileList(ingest.read_manifest(paths.MANIFEST, "train"))
+    mean, std, pixels = rgb_moments(workspace.data_root(params), files, workers=loader.workers(params))
+    out = {"mean_rgb": mean, "std_rgb": std, "images": len(files), "pixels": pixels, "provenance": io.provenance()}
     io.write_json(paths.MEAN_RGB, out)
-    return {"mean_rgb": [round(m, 3) for m in mean], "images": len(entries)}
+    return {"mean_rgb": [round(m, 3) for m in mean], "images": len(files)}

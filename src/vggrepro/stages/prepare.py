@@ -34,7 +34,7 @@ def run(params: Params) -> dict:
         spec = embedded_spec(params)
         if workspace.generated_spec(root) != spec_json(spec):  # absent, or made from other params
             generate_into(root, spec)
-    datastamp.write(root)  # the folder as read now: the engines rerun prepare when it changes
+    datastamp.write(root, data["source"])  # the folder as read now: the engines rerun prepare when it changes
     dataset = scan.read_dataset(
         root,
         source=data["source"],
