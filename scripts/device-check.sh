@@ -1,26 +1,78 @@
 #!/usr/bin/env bash
-# The checks the open issues ask of a GPU machine, in one run (see README, "On a GPU machine").
-# Today: the training input pipeline at the paper's geometry (224 crops, S=256 and S in
-# [256;512]) fed by every core, on the real ILSVRC-2012 photographs copied 10x into an
-# ImageFolder tree (VGG-19 on one modern GPU needs ~3,000 decoded, augmented images a second).
+# The checks the open issues ask of a GPU machine, in one run of a few minutes (see README,
+# "On a GPU machine"):
+#   1. a short training and evaluation on the embedded set with train.device: cuda (A, then
+#      E from A, resumed once after a SIGTERM), bf16, checking the stage's outputs;
+#   2. bench train at the paper's geometry (VGG-19, crop 224, full width): our loop fed by the
+#      loader, the step alone, a plain torchvision-style fp32 loop, MFU against a measured peak;
+#   3. bench loader: the input pipeline at 224 on every core, on real ILSVRC-2012 photographs
+#      copied COPIES times into an ImageFolder tree (VGG-19 needs ~3,000 images a second).
 #
 #   bash scripts/device-check.sh PHOTOS_DIR [COPIES]
 #
 # Needs python3 with torch and torchvision; the package runs from src/ (no install). Prints
-# what it measured; writes it under $OUT when that is set.
+# what it measured; writes it under $OUT when that is set. On a CPU-only machine step 1 runs
+# with train.device: cpu (CHECK_DEVICE=cpu) so the script itself can be tried anywhere.
 set -euo pipefail
 photos=${1:?usage: device-check.sh PHOTOS_DIR [COPIES]}
 copies=${2:-10}
+dev=${CHECK_DEVICE:-cuda}
+batch=${CHECK_BATCH:-128}
 cores=$(nproc)
 here=$(cd "$(dirname "$0")/.." && pwd)
 export PYTHONPATH="$here/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 out=${OUT:-$(mktemp -d)}
 work=$(mktemp -d)
+vgg() { python3 -m vggrepro "$@"; }
 
 python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'cuda', torch.cuda.is_available() and torch.cuda.get_device_name(0))"
-echo "cores: $cores"
+echo "cores: $cores, device: $dev"
 
-# An ImageFolder tree: <wnid>/<k>_<photo>, each photo `copies` times (throughput, not accuracy).
+echo "== 1. train and evaluate on the embedded set, train.device: $dev"
+mkdir -p "$work/embedded" && cd "$work/embedded"
+cat > params.yaml <<YAML
+seed: 0
+threads: 4
+data:
+  source: embedded
+  root: data/embedded
+  workers: $(( cores > 4 ? cores - 4 : 1 ))
+  embedded: {classes: 20, train_per_class: 100, val_per_class: 20, min_side: 72, max_side: 160}
+model: {width: 0.25, head_width: 512, normalise: mean_std, dropout: 0.5}
+geometry: {crop: 64}
+train: {batch_size: 64, max_epochs: 3, lr: 0.01, device: $dev, precision: bf16, checkpoint_every: 5}
+augment: {flip: true, colour_shift: 0.1}
+evaluate: {flip: true}
+runs:
+  A_256: {config: A, scale: 256, init: kaiming}
+  E_256: {config: E, scale: 256, init: A_256}
+YAML
+vgg validate --write-knobs
+vgg prepare | tee "$out/prepare.json"
+vgg mean_rgb | tee "$out/mean_rgb.json"
+vgg train --run A_256 | tee "$out/train_A.txt"
+# E: stopped by SIGTERM once mid-run, then resumed to the end.
+vgg train --run E_256 > "$out/train_E_part1.txt" 2> "$out/train_E_stop.txt" &
+pid=$!
+while [ ! -e .vggrepro/resume/E_256.pt ] && kill -0 $pid 2>/dev/null; do sleep 0.2; done
+kill -TERM $pid 2>/dev/null || true
+wait $pid && echo "E_256 finished before the SIGTERM" || echo "E_256 exit $? after SIGTERM: $(cat "$out/train_E_stop.txt")"
+vgg train --run E_256 | tee "$out/train_E.txt"
+for r in A_256 E_256; do vgg evaluate --run $r | tee -a "$out/evaluate.txt"; done
+python3 - <<'PY'
+import json, torch
+for run in ("A_256", "E_256"):
+    ck = torch.load(f"runs/{run}/model.pt", map_location="cpu", weights_only=True)
+    finite = all(torch.isfinite(v).all() for v in ck["state_dict"].values() if v.is_floating_point())
+    log = json.load(open(f"runs/{run}/train_log.json"))
+    print(run, "compute:", ck["compute"], "| epochs", ck["epochs"], "| weights finite:", finite,
+          "| loss by epoch", [round(x["loss"], 3) for x in log])
+PY
+
+echo "== 2. bench train at the paper's geometry (VGG-19, 224, full width), batch $batch"
+vgg bench train --geometry paper --config E --batch "$batch" --repeat 3 2>&1 | tee "$out/bench-train.txt"
+
+echo "== 3. bench loader on the photographs at 224, $cores workers"
 python3 - "$photos" "$work/photos" "$copies" <<'PY'
 import shutil, sys
 from pathlib import Path
@@ -31,7 +83,6 @@ for photo in sorted(src.glob("*.JPEG")):
     for k in range(copies):
         shutil.copyfile(photo, folder / f"{k}_{photo.name}")
 PY
-
 mkdir -p "$work/ws" && cd "$work/ws"
 cat > params.yaml <<YAML
 seed: 0
@@ -39,13 +90,13 @@ threads: $cores
 data: {source: imagefolder, root: $work/photos, val_fraction: 0.1, workers: $cores}
 model: {width: 0.125, head_width: 256, normalise: mean, dropout: 0.5}
 geometry: {crop: 224}
-train: {batch_size: 64, max_epochs: 1, lr: 0.01, momentum: 0.9, weight_decay: 0.0005}
+train: {batch_size: 64, max_epochs: 1, lr: 0.01, device: cpu}
 augment: {flip: true, colour_shift: 0.1}
 evaluate: {flip: true}
 runs:
   A_256: {config: A, scale: 256, init: kaiming}
   A_jit: {config: A, scale: [256, 512], init: A_256}
 YAML
-python3 -m vggrepro prepare | tee "$out/prepare.json"
-python3 -m vggrepro mean_rgb | tee "$out/mean_rgb.json"
-python3 -m vggrepro bench loader --repeat 3 2>&1 | tee "$out/bench-loader.txt"
+vgg prepare > "$out/photos-prepare.json"
+vgg mean_rgb > /dev/null
+vgg bench loader --repeat 3 2>&1 | tee "$out/bench-loader.txt"

@@ -99,3 +99,35 @@ def test_an_unreadable_file_is_one_line(bare, monkeypatch):
     with contextlib.redirect_stderr(err):
         assert cli.main(["validate"]) == 2
     assert err.getvalue() == "vggrepro validate: error: params.yaml: Permission denied\n"
+
+
+@pytest.mark.parametrize("name, runs", [("imagenet-vgg19.yaml", 7), ("imagenet-table3.yaml", 12)])
+def test_use_switches_the_workspace_to_a_shipped_params_file(tmp_path, name, runs):
+    from conftest import ROOT, make_project
+
+    ws = make_project(tmp_path / "ws", tiny_params())
+    before = (ws / "params.yaml").read_text()
+    shipped = ROOT / "params" / name
+    done = vggrepro("--params", str(shipped), "validate", cwd=ws)
+    assert done.returncode == 0, done.stderr
+    assert f"valid; {runs} runs" in done.stdout and "batch 256 = 1 process(es) x 2 micro-batch(es) x 128 images" in done.stdout
+    done = vggrepro("use", str(shipped), cwd=ws)
+    assert done.returncode == 0, done.stderr
+    assert (ws / "params.yaml").read_text() == shipped.read_text()
+    assert (ws / ".vggrepro" / "previous-params.yaml").read_text() == before
+    dvc = yaml.safe_load((ws / "dvc.yaml").read_text())
+    assert sum(s.startswith("train_") for s in dvc["stages"]) == runs
+    assert vggrepro("dvc-yaml", "--check", cwd=ws).returncode == 0
+
+
+def test_use_refuses_a_bad_file_and_leaves_params_yaml_alone(tmp_path):
+    from conftest import make_project
+
+    ws = make_project(tmp_path / "ws", tiny_params())
+    before = (ws / "params.yaml").read_text(), (ws / "dvc.yaml").read_text()
+    bad = tiny_params()
+    bad["runs"]["B_256"]["init"] = "B_jit"  # a cycle
+    (ws / "other.yaml").write_text(yaml.safe_dump(bad))
+    done = vggrepro("use", "other.yaml", cwd=ws)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1 and "cycle" in done.stderr
+    assert ((ws / "params.yaml").read_text(), (ws / "dvc.yaml").read_text()) == before

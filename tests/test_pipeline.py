@@ -7,7 +7,7 @@ import subprocess
 from conftest import make_project, tiny_params, tool
 
 REPORTS = ("reports/results.md", "reports/metrics.json")
-OUTPUTS = ("runs/{run}/model.pt", "runs/{run}/train_log.jsonl", "runs/{run}/posteriors.pt", "runs/{run}/eval.json")
+OUTPUTS = ("runs/{run}/model.pt", "runs/{run}/train_log.json", "runs/{run}/posteriors.pt", "runs/{run}/eval.json")
 
 
 def run(cmd, cwd) -> str:
@@ -39,6 +39,12 @@ def test_dvc_and_snakemake_build_identical_reports(tmp_path):
     assert sorted(metrics) == sorted(params["runs"])
     for run_name, m in metrics.items():
         assert 0 <= m["top5_err"] <= m["top1_err"] <= 100, (run_name, m)
+    # The training curves: every declared plot draws every run's log.
+    plots = json.loads(run([tool("dvc"), "plots", "show", "--json"], with_dvc))["data"]
+    for title in ("training loss", "training top-1 error (%)", "held-out top-1 error (%)", "learning rate"):
+        points = plots[title][0]["content"]["data"]["values"]
+        drawn = {p["filename"].split("/")[-2] for p in points}  # DVC drops the common "runs/"
+        assert drawn == set(params["runs"]) and all("epoch" in p for p in points), (title, points[:3])
     results = (with_dvc / "reports/results.md").read_text()
     assert "| B_jit | B | [256;512] | 384 |" in results, results
     assert "| A_256 | A | 256 | 256 |" in results and "29.60 | 10.40 |" in results, results

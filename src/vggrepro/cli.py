@@ -4,7 +4,8 @@
     vggrepro model --config E --num-classes 1000 --json
     vggrepro validate            check params.yaml, the workspace and dvc.yaml
     vggrepro dvc-yaml [--check]  render dvc.yaml from the stage registry
-    vggrepro bench noop|stamp|loader|data   benchmarks (ratios from one run)
+    vggrepro use FILE            make FILE (e.g. params/imagenet-vgg19.yaml) the params.yaml, re-render dvc.yaml
+    vggrepro bench noop|stamp|loader|data|train   benchmarks (ratios from one run)
 
 Every stage validates the whole params.yaml first. Errors are one line on stderr, exit 2.
 """
@@ -18,8 +19,11 @@ import sys
 from pathlib import Path
 
 from vggrepro.params import ParamsError, load_params
+from vggrepro.signals import Stopped
 
 DVC_YAML = Path("dvc.yaml")
+PARAMS_YAML = Path("params.yaml")
+PREVIOUS_PARAMS = Path(".vggrepro/previous-params.yaml")  # what `vggrepro use` replaced
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -43,13 +47,19 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--write-knobs", action="store_true", help="also write each stage's knob file (DVC's first stage)")
     p = sub.add_parser("bench", help="benchmarks: ratios measured in one run, medians")
     p.add_argument(
-        "what", choices=["noop", "stamp", "loader", "data"],
+        "what", choices=["noop", "stamp", "loader", "data", "train"],
         help="noop: both engines' no-op rerun against a toy pipeline; stamp: the dataset stamp on 100,000 files; "
         "loader: the training input pipeline against a PIL loop and the training step; "
-        "data: prepare, mean_rgb and the input pipeline against PIL loops",
+        "data: prepare, mean_rgb and the input pipeline against PIL loops; "
+        "train: our training loop against a plain torchvision-style loop, and MFU",
     )
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--photos", type=Path, help="data: also a folder of ILSVRC-2012 photographs (<wnid>_<name>.JPEG)")
+    p.add_argument("--geometry", choices=["params", "paper"], default="params", help="train: params.yaml's, or crop 224 at full width")
+    p.add_argument("--config", default="E", help="train: the configuration (default E, VGG-19)")
+    p.add_argument("--batch", type=int, help="train: images a step (default train.batch_size)")
+    p = sub.add_parser("use", help="make a params file the workspace's params.yaml and re-render dvc.yaml")
+    p.add_argument("file", type=Path, help="e.g. params/imagenet-vgg19.yaml")
     p = sub.add_parser("dvc-yaml", help="render dvc.yaml from the stage registry")
     p.add_argument("--check", action="store_true", help="exit 1 if dvc.yaml on disk differs")
     return parser
@@ -83,6 +93,22 @@ def _dvc_yaml(args) -> int:
     return 0
 
 
+def _use(args) -> int:
+    """params.yaml := FILE (validated first), the previous one kept, dvc.yaml re-rendered."""
+    from vggrepro import io, registry
+
+    if args.file.resolve() == PARAMS_YAML.resolve():
+        raise ValueError(f"{args.file}: already the workspace's params file")
+    params = load_params(args.file)  # a bad file stops here, params.yaml untouched
+    if PARAMS_YAML.exists():
+        io.write_text(PREVIOUS_PARAMS, PARAMS_YAML.read_text())
+    io.write_text(PARAMS_YAML, args.file.read_text())
+    io.write_text(DVC_YAML, registry.dvc_yaml(registry.build(load_params(PARAMS_YAML))))
+    kept = f"; the previous one is {PREVIOUS_PARAMS}" if PREVIOUS_PARAMS.exists() else ""
+    print(f"{PARAMS_YAML}: now {args.file} ({len(params.runs)} runs: {', '.join(params.runs)}); dvc.yaml re-rendered{kept}")
+    return 0
+
+
 def _validate(args) -> int:
     from vggrepro import guard, registry, workspace
 
@@ -94,9 +120,33 @@ def _validate(args) -> int:
     else:
         params = load_params(args.params)
         workspace.check(params)
-        guard.check_dvc_yaml(registry.build(params))
+        if Path(args.params).resolve() == PARAMS_YAML.resolve():  # another file: not what dvc.yaml follows
+            guard.check_dvc_yaml(registry.build(params))
     print(f"{args.params}: valid; {len(params.runs)} runs: {', '.join(params.runs)}")
+    if not args.write_knobs:  # by hand: how the file resolves (DVC's validate stage stays short)
+        print("\n".join(_resolved(params)))
     return 0
+
+
+def _resolved(params) -> list[str]:
+    """One line for the batch and one per run: what each knob resolves to."""
+    t = params.raw["train"]
+    nproc = t.get("nproc", 1)
+    share = t["batch_size"] // nproc
+    micro = t.get("device_batch", share)
+    lines = [
+        f"  batch {t['batch_size']} = {nproc} process(es) x {share // micro} micro-batch(es) x {micro} images; "
+        f"device {t.get('device', 'auto')}, {t.get('precision', 'bf16')}, crop {params.crop} px"
+    ]
+    for name, run in params.runs.items():
+        chain = [name, *params.init_chain(name)]
+        root = params.runs[chain[-1]].init
+        px = f"{params.pixels(run.scale[0])}" + (f"..{params.pixels(run.scale[1])}" if run.jittered else "")
+        lines.append(
+            f"  {name}: {run.config}, S {run.scale_label} ({px} px), from {' <- '.join(chain[1:] + [root]) if len(chain) > 1 else root}, "
+            f"lr {run.lr:g}, at most {run.max_epochs} epochs"
+        )
+    return lines
 
 
 def _stage(args) -> int:
@@ -120,12 +170,16 @@ def main(argv: list[str] | None = None) -> int:
             return _model(args)
         if args.command == "validate":
             return _validate(args)
+        if args.command == "use":
+            return _use(args)
         if args.command == "dvc-yaml":
             return _dvc_yaml(args)
         if args.command == "bench":
             bench = importlib.import_module(f"vggrepro.bench.{args.what}")
             if args.what == "data":
                 bench.main(repeat=args.repeat, photos=args.photos)
+            elif args.what == "train":
+                bench.main(repeat=args.repeat, geometry=args.geometry, config=args.config, batch=args.batch)
             else:
                 bench.main(repeat=args.repeat)
             return 0
@@ -137,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{err.filename}: " if err.filename else ""
         print(f"vggrepro {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
         return 2
+    except Stopped as err:  # SIGTERM or SIGINT during training: progress saved (vggrepro.signals)
+        print(f"vggrepro {args.command}: {err}", file=sys.stderr)
+        return 128 + err.signum
     except KeyboardInterrupt:
         print(f"vggrepro {args.command}: interrupted; no output was written", file=sys.stderr)
         return 130

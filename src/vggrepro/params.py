@@ -218,11 +218,15 @@ def _check_semantics(p: Params) -> None:
 
 
 def _check_batch(train: dict) -> None:
-    batch, device_batch = train["batch_size"], train.get("device_batch")
-    if device_batch is not None and batch % device_batch:
+    batch, device_batch, nproc = train["batch_size"], train.get("device_batch"), train.get("nproc", 1)
+    if batch % nproc:
         raise ParamsError(
-            f"train.device_batch: {device_batch} does not divide train.batch_size {batch}; expected a divisor "
-            "(the global batch is split into equal micro-batches)"
+            f"train.nproc: {nproc} processes cannot share train.batch_size {batch} equally; expected a divisor"
+        )
+    if device_batch is not None and (batch // nproc) % device_batch:
+        raise ParamsError(
+            f"train.device_batch: {device_batch} does not divide each process's share of train.batch_size "
+            f"({batch} / {nproc} = {batch // nproc}); expected a divisor (equal micro-batches)"
         )
 
 

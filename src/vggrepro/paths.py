@@ -14,7 +14,8 @@ def model(run: str) -> str:
 
 
 def train_log(run: str) -> str:
-    return f"runs/{run}/train_log.jsonl"
+    """A JSON list, one object per epoch: what `dvc plots show` and the report draw."""
+    return f"runs/{run}/train_log.json"
 
 
 def posteriors(run: str) -> str:

@@ -56,6 +56,15 @@ class Stage:
     always_changed: bool = False  # DVC runs it on every call (the dataset stamp must be fresh)
 
 
+TRAIN_LOG_NAME = paths.train_log("").rsplit("/", 1)[1]
+PLOTS = {  # plot id -> field of the training logs (vggrepro.stages.train)
+    "training loss": "loss",
+    "training top-1 error (%)": "train_top1_err",
+    "held-out top-1 error (%)": "holdout_top1_err",
+    "learning rate": "lr",
+}
+
+
 def knobs(params: Params, stage: Stage) -> str:
     """The content of the stage's knob file: the values of the params.yaml keys it reads."""
     return json.dumps({k: lookup(params.raw, k) for k in stage.params}, indent=1, sort_keys=True) + "\n"
@@ -64,6 +73,13 @@ def knobs(params: Params, stage: Stage) -> str:
 def _stage(name: str, cmd: str, module: str, inputs: list[str], params: list[str], outs: list[Out]) -> Stage:
     """A stage reading its knob file, its inputs and the code its module imports."""
     return Stage(name, cmd, [paths.knobs(name), *inputs, *stage_code(f"vggrepro.stages.{module}")], params, outs)
+
+
+def _train_cmd(run: str, nproc: int) -> str:
+    """One process, or torchrun's nproc data-parallel ones (vggrepro.distributed)."""
+    if nproc == 1:
+        return f"vggrepro train --run {run}"
+    return f"torchrun --standalone --nproc_per_node={nproc} --no-python vggrepro train --run {run}"
 
 
 def build(params: Params) -> list[Stage]:
@@ -86,7 +102,7 @@ def build(params: Params) -> list[Stage]:
         stages.append(
             _stage(
                 f"train_{name}",
-                f"vggrepro train --run {name}",
+                _train_cmd(name, params.raw["train"].get("nproc", 1)),
                 "train",
                 [paths.MANIFEST, paths.CLASSES, paths.MEAN_RGB, *init],
                 ["seed", "threads", "data.root", "model", "geometry", *train_keys, "augment", f"runs.{name}"],
@@ -163,6 +179,12 @@ def dvc_yaml(stages: list[Stage]) -> str:
         if metrics:
             entry["metrics"] = metrics
         doc["stages"][s.name] = entry
+    logs = [o.path for s in stages for o in s.outs if o.path.endswith(TRAIN_LOG_NAME)]
+    if logs:  # `dvc plots show`: training curves of every run, one plot per quantity
+        doc["plots"] = [
+            {title: {"template": "linear", "x": "epoch", "y": {log: field for log in logs}}}
+            for title, field in PLOTS.items()
+        ]
     return DVC_HEADER + yaml.safe_dump(doc, sort_keys=False, width=120)
 
 

@@ -10,7 +10,6 @@ resume point written before it is kept (no point is written after one).
 from __future__ import annotations
 
 import signal
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -18,42 +17,41 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from vggrepro import distributed
 from vggrepro.data import loader
 from vggrepro.data.normalise import to_input
 from vggrepro.device import Compute
+from vggrepro.signals import Stopped, StopSignals
 
 
 class NonFiniteLoss(FloatingPointError):
     """The loss became NaN or infinite; one line naming run, epoch and step."""
 
 
-class Stopped(Exception):
-    """SIGTERM or SIGINT arrived; the progress was saved. Carries the signal number."""
+class StopPoll:
+    """Whether to stop now: a stop signal seen by this process (or, under torchrun, by any:
+    the processes agree every POLL_STEPS steps, so that they stop at the same step)."""
 
-    def __init__(self, message: str, signum: int) -> None:
-        super().__init__(message)
-        self.signum = signum
+    POLL_STEPS = 20
 
+    def __init__(self, signals: StopSignals, world, device: torch.device) -> None:
+        self.signals, self.world, self.device, self.steps = signals, world, device, 0
 
-class StopSignals:
-    """SIGTERM (SLURM, kill) and SIGINT (Ctrl-C) ask the loop to save and stop after the step
-    in flight, instead of killing the process mid-write."""
+    def now(self, every_step: bool = False) -> bool:
+        self.steps += 1
+        if self.world.size == 1:
+            return self.signals.received is not None
+        if not every_step and self.steps % self.POLL_STEPS:
+            return False
+        return distributed.any_true(self.world, self.signals.received is not None, self.device)
 
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self._previous: dict[int, object] = {}
+    @property
+    def signum(self) -> int:
+        """The signal received here, or, where only another process saw one, SIGTERM."""
+        return self.signals.received or signal.SIGTERM
 
-    def _handle(self, signum, frame) -> None:
-        self.received = signum
-
-    def __enter__(self) -> "StopSignals":
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+    def name(self) -> str:
+        return signal.Signals(self.signum).name
 
 
 @dataclass
@@ -145,12 +143,13 @@ def train_epoch(
     steps_per_epoch: int,
     checkpoint_every: int,
     save: Callable[[], None],
-    signals: StopSignals,
-    show: dict,
+    asked: "StopPoll",
+    show: dict | None,
 ) -> None:
     """The rest of epoch position.epoch from global batch position.step; calls save() (a
     resume point) every checkpoint_every steps and, on SIGTERM or SIGINT, before raising
-    Stopped. show: what the progress bar shows beside its own rate and time left."""
+    Stopped. show: what the progress bar shows beside its own rate and time left (None: no
+    bar, as on every torchrun process but the first)."""
     loop.model.train()
     device = loop.compute.device
     bad_at = torch.full((), -1, dtype=torch.int64, device=device)
@@ -158,23 +157,39 @@ def train_epoch(
     # disable=None: a progress bar on a terminal, nothing in logs
     progress = tqdm(
         total=steps_per_epoch * loop.global_batch, initial=position.step * loop.global_batch, unit="img",
-        desc=f"{run} epoch {position.epoch}", leave=False, disable=None, dynamic_ncols=True,
+        desc=f"{run} epoch {position.epoch}", leave=False, disable=None if show is not None else True, dynamic_ncols=True,
     )
-    progress.set_postfix(show, refresh=False)
+    progress.set_postfix(show or {}, refresh=False)
+    signals = asked.signals
+    def stop() -> Stopped:
+        check_finite(bad_at, run=run, epoch=position.epoch, steps_per_epoch=steps_per_epoch)
+        save()
+        return Stopped(
+            f"{run}: stopped by {asked.name()} at epoch {position.epoch}, step {position.step} of "
+            f"{steps_per_epoch}; progress saved, rerun the stage to continue", asked.signum,
+        )
+
     with progress:
-        for images, shift, labels in loader.one_line_errors(batches):
-            loop.step(images, shift, labels, sums, bad_at, count)
-            position.step += 1
-            progress.update(loop.global_batch)
-            if position.step % checkpoint_every == 0 or signals.received is not None:
-                check_finite(bad_at, run=run, epoch=position.epoch, steps_per_epoch=steps_per_epoch)
-                save()
-                if signals.received is not None:
-                    name = signal.Signals(signals.received).name
-                    raise Stopped(
-                        f"{run}: stopped by {name} at epoch {position.epoch}, step {position.step} of {steps_per_epoch}; "
-                        "progress saved, rerun the stage to continue", signals.received,
-                    )
+        try:
+            for images, shift, labels in loader.one_line_errors(batches):
+                loop.step(images, shift, labels, sums, bad_at, count)
+                position.step += 1
+                progress.update(loop.global_batch)
+                if asked.now():
+                    raise stop()
+                if position.step % checkpoint_every == 0:
+                    check_finite(bad_at, run=run, epoch=position.epoch, steps_per_epoch=steps_per_epoch)
+                    save()
+        except (Stopped, NonFiniteLoss):
+            raise
+        except Exception:
+            # A SIGTERM sent to the whole process group (SLURM's scancel) also kills the loader's
+            # workers, and the batch in flight fails: the steps done are saved all the same.
+            if signals.received is None:
+                raise
+            if asked.world.size > 1:  # a resume point is a collective the other processes may not reach
+                raise Stopped(f"{run}: stopped by {asked.name()}; rerun the stage to continue from its last resume point", asked.signum) from None
+            raise stop() from None
     check_finite(bad_at, run=run, epoch=position.epoch, steps_per_epoch=steps_per_epoch)
 
 
@@ -194,9 +209,3 @@ def holdout_error(model: torch.nn.Module, batches, compute: Compute, *, mean: to
         wrong += ((scores >= true).sum(1) > 1).sum()  # another class scores at least as high
         seen += len(labels)
     return 100.0 * int(wrong) / max(seen, 1)
-
-
-def timed(fn: Callable[[], None]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start

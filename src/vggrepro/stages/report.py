@@ -30,7 +30,7 @@ def _read(path: str):
 
 def epochs_trained(run: str) -> int:
     """Epochs the run trained (the schedule may stop before max_epochs): its log's lines."""
-    return len(_read(paths.train_log(run)).splitlines())
+    return len(_read(paths.train_log(run)))
 
 
 def table3(params: Params) -> pd.DataFrame:

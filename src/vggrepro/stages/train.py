@@ -19,13 +19,14 @@ from dataclasses import asdict
 
 import torch
 
-from vggrepro import device, io, lease, paths, registry, resume, training, workspace
+from vggrepro import device, distributed, io, lease, paths, registry, resume, training, workspace
 from vggrepro.data import holdout, ingest, loader, train_batches
 from vggrepro.data.normalise import channels
 from vggrepro.data.transforms import TrainTransform
 from vggrepro.model import VGG, ModelSpec, init_weights, load_checkpoint, transfer_from
 from vggrepro.params import Params, Run
 from vggrepro.schedule import PlateauSchedule
+from vggrepro.signals import Stopped, StopSignals
 
 
 def run_seed(params: Params, run: str) -> int:
@@ -96,6 +97,13 @@ def holdout_batches(params: Params, run: Run, files: loader.FileList, *, batch_s
     return loader.make_loader(dataset, workers=workers, batch_size=batch_size, pin_memory=pin)
 
 
+def stopped(run_name: str, asked: training.StopPoll, position: training.Position) -> Stopped:
+    return Stopped(
+        f"{run_name}: stopped by {asked.name()} at the end of epoch {position.epoch - (position.step == 0)}; "
+        "progress saved, rerun the stage to continue", asked.signum,
+    )
+
+
 def input_files(params: Params, run_name: str) -> list[str]:
     """Every file the stage depends on (its knob file, data, init weights and code)."""
     stage = next(s for s in registry.build(params) if s.name == f"train_{run_name}")
@@ -106,18 +114,30 @@ def run(params: Params, run_name: str) -> dict:
     run = params.runs[run_name]
     cfg = params.raw["train"]
     seed = run_seed(params, run_name)
+    world = distributed.from_env()
     held_device = lease.for_stage(cfg, holder=f"train_{run_name}")  # noqa: F841 - held until exit
-    compute = device.compute(cfg)
-    torch.manual_seed(seed)  # dropout draws from the global generator (the device's, on a GPU)
-    g = torch.Generator().manual_seed(seed)  # the initialisation's draws
+    compute = device.compute(cfg, local_rank=world.local_rank)
+    distributed.start(world, compute.device)
+    try:
+        return _train(params, run_name, run, cfg, seed, world, compute)
+    finally:
+        distributed.stop(world)
+
+
+def _train(params: Params, run_name: str, run: Run, cfg: dict, seed: int, world, compute) -> dict:
+    # Dropout draws from the global generator (the device's, on a GPU): its own stream per process.
+    torch.manual_seed(seed + world.rank)
+    g = torch.Generator().manual_seed(seed)  # the initialisation's draws, the same on every process
 
     fit, held = holdout.split(
         ingest.read_manifest(paths.MANIFEST, "train"), fraction=cfg.get("holdout", 0.05), seed=params.raw["seed"]
     )
     files = loader.FileList(fit)
+    held_files = loader.FileList(held)
+    del fit, held  # flat arrays from here on: no Python object per image in the forked workers
     num_classes = len(ingest.read_classes(paths.CLASSES))
     mean, std = normalisation(params)
-    device_batch, accumulation = split_batch(cfg, world=1)
+    device_batch, accumulation = split_batch(cfg, world=world.size)
     workers = loader.workers(params)
     batches, sampler = train_batches.train_loader(
         files=files,
@@ -126,11 +146,13 @@ def run(params: Params, run_name: str) -> dict:
         seed=seed,
         batch_size=cfg["batch_size"],
         workers=workers,
+        rank=world.rank,
+        world=world.size,
         pin_memory=compute.is_cuda,
     )
     if sampler.steps == 0:
         raise ValueError(f"train.batch_size {cfg['batch_size']} is more than the {len(files)} training images of {run_name}")
-    held_out = holdout_batches(params, run, loader.FileList(held), batch_size=device_batch, workers=workers, pin=compute.is_cuda)
+    held_out = holdout_batches(params, run, held_files, batch_size=device_batch, workers=workers, pin=compute.is_cuda)
     model, copied = build_model(params, run, num_classes, g)
     model = model.to(compute.device, memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(
@@ -139,34 +161,42 @@ def run(params: Params, run_name: str) -> dict:
     schedule = PlateauSchedule(
         optimizer, patience=cfg.get("lr_patience", 2), factor=cfg.get("lr_factor", 0.1), max_decreases=cfg.get("lr_decreases", 3)
     )
-    loop = training.Loop(
-        model, optimizer, compute, channels(mean).to(compute.device), channels(std).to(compute.device),
-        accumulation=accumulation, global_batch=cfg["batch_size"],
-    )
     key = resume.inputs_key(input_files(params, run_name))
     position, sums = training.Position(), training.EpochSums.zeros(compute.device)
-    state = resume.load(run_name, key)
+    state = resume.load(run_name, key) if world.main else None
+    state = distributed.gather(world, state)[0] if world.size > 1 else state  # process 0's reading, everywhere
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
-        resume.set_rng_state(state["rng"], compute.device)
+        resume.set_rng_state(state["rng"][world.rank], compute.device)
         position = training.Position(**state["position"])
-        sums = training.EpochSums.from_state(state["sums"], compute.device)
-        print(f"{run_name}: resuming at epoch {position.epoch}, step {position.step} ({resume.path(run_name)})", flush=True)
+        sums = training.EpochSums.from_state(state["sums"][world.rank], compute.device)
+        if world.main:
+            print(f"{run_name}: resuming at epoch {position.epoch}, step {position.step} ({resume.path(run_name)})", flush=True)
+    loop = training.Loop(
+        distributed.wrap(model, world, compute.device), optimizer, compute,
+        channels(mean).to(compute.device), channels(std).to(compute.device),
+        accumulation=accumulation, global_batch=cfg["batch_size"],
+    )
 
     def save() -> None:
-        resume.save(run_name, key, {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "schedule": schedule.state_dict(),
-            "rng": resume.rng_state(compute.device),
-            "position": asdict(position),
-            "sums": sums.state(),
-        })
+        """A resume point; a collective under torchrun (every process calls it at the same step)."""
+        rngs = distributed.gather(world, resume.rng_state(compute.device))
+        all_sums = distributed.gather(world, sums.state())
+        if world.main:
+            resume.save(run_name, key, {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(),
+                "rng": rngs,
+                "position": asdict(position),
+                "sums": all_sums,
+            })
 
     checkpoint_every = cfg.get("checkpoint_every", 1000)
-    with training.StopSignals() as signals:
+    with StopSignals() as signals:
+        asked = training.StopPoll(signals, world, compute.device)
         while not position.stopped and position.epoch <= run.max_epochs:
             start = time.perf_counter()
             sampler.set_epoch(position.epoch, position.step)  # the order and draws: functions of (seed, epoch, index)
@@ -174,14 +204,23 @@ def run(params: Params, run_name: str) -> dict:
             show = {"lr": f"{schedule.lr:.0e}", **({"loss": f"{last['loss']:.3f}"} if last else {})}
             training.train_epoch(
                 loop, batches, run=run_name, position=position, sums=sums, steps_per_epoch=sampler.steps,
-                checkpoint_every=checkpoint_every, save=save, signals=signals, show=show,
+                checkpoint_every=checkpoint_every, save=save, asked=asked, show=show if world.main else None,
             )
-            held_err = training.holdout_error(model, held_out, compute, mean=loop.mean, std=loop.std)
+            try:
+                held_err = training.holdout_error(model, held_out, compute, mean=loop.mean, std=loop.std)
+            except Exception:  # the loader's workers killed with the stage (scancel): keep the epoch
+                if signals.received is None:
+                    raise
+                if world.size == 1:
+                    save()
+                raise stopped(run_name, asked, position) from None
+            totals = distributed.gather(world, (float(sums.loss), int(sums.wrong), sums.seen))
+            seen = sum(t[2] for t in totals)
             line = {
                 "epoch": position.epoch,
                 "lr": schedule.lr,
-                "loss": float(sums.loss) / sums.seen,
-                "train_top1_err": 100.0 * int(sums.wrong) / sums.seen,
+                "loss": sum(t[0] for t in totals) / seen,
+                "train_top1_err": 100.0 * sum(t[1] for t in totals) / seen,
                 "holdout_top1_err": held_err,
             }
             position.history.append(line)
@@ -189,19 +228,28 @@ def run(params: Params, run_name: str) -> dict:
             position.epoch, position.step = position.epoch + 1, 0
             sums = training.EpochSums.zeros(compute.device)
             save()  # after the epoch's sums are reset and the schedule has stepped
+            if asked.now(every_step=True):
+                raise stopped(run_name, asked, position)
             seconds = time.perf_counter() - start
             # Speed goes to the console only: the log file is a pure function of the inputs.
-            print(json.dumps({"run": run_name, **line, "seconds": round(seconds, 1),
-                              "images_per_s": round(sampler.steps * cfg["batch_size"] / seconds)}), flush=True)
-    log = position.history
-    io.write_text(paths.train_log(run_name), "".join(json.dumps(x) + "\n" for x in log))
+            if world.main:
+                print(json.dumps({"run": run_name, **line, "seconds": round(seconds, 1),
+                                  "images_per_s": round(sampler.steps * cfg["batch_size"] / seconds)}), flush=True)
+    if not world.main:
+        return {"run": run_name, "rank": world.rank}
+    return _write_outputs(params, run_name, run, model, position.history, copied, mean, std, compute)
+
+
+def _write_outputs(params, run_name, run, model, log, copied, mean, std, compute) -> dict:
+    io.write_text(paths.train_log(run_name), "[\n" + ",\n".join(json.dumps(x) for x in log) + "\n]\n")
+    train = {k: v for k, v in params.raw["train"].items() if k not in registry.TRAIN_SPEED_KEYS}
     checkpoint = {
         "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
         "spec": asdict(model.spec),
         "run": asdict(run),
         "copied_from_init": copied,
         "normalise": {"mean": mean, "std": std},  # what evaluation must apply to its inputs
-        "params": {k: params.raw[k] for k in ("seed", "model", "geometry", "train", "augment")},
+        "params": {**{k: params.raw[k] for k in ("seed", "model", "geometry", "augment")}, "train": train},
         "metrics": {k: log[-1][k] for k in ("loss", "train_top1_err", "holdout_top1_err")},
         "epochs": len(log),
         "compute": compute.describe(),

@@ -1,0 +1,139 @@
+"""A train stage killed or stopped mid-epoch goes on from its last resume point and ends with
+the same bytes as a run never interrupted (on the CPU); stop signals save and say so in one
+line; a resume point of other inputs is never used; a non-finite loss is named."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import make_project, tiny_params, tool, vggrepro
+
+RESUME = Path(".vggrepro/resume/A_256.pt")
+MODEL = Path("runs/A_256/model.pt")
+
+
+def _params() -> dict:
+    params = tiny_params()
+    params["data"]["embedded"]["train_per_class"] = 40  # 228 images to train on: 14 steps an epoch
+    params["train"].update(max_epochs=3, checkpoint_every=1)
+    params["runs"] = {"A_256": {"config": "A", "scale": 256, "init": "glorot"}}
+    return params
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Path:
+    ws = make_project(tmp_path_factory.mktemp("resume") / "ws", _params())
+    for stage in (("validate", "--write-knobs"), ("prepare",), ("mean_rgb",)):
+        done = vggrepro(*stage, cwd=ws)
+        assert done.returncode == 0, done.stderr
+    return ws
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(prepared, tmp_path_factory) -> str:
+    ws = _copy(prepared, tmp_path_factory.mktemp("whole"))
+    done = vggrepro("train", "--run", "A_256", cwd=ws)
+    assert done.returncode == 0, done.stderr
+    assert not (ws / RESUME).exists()  # removed once the stage finished
+    return _hash(ws / MODEL)
+
+
+def _copy(ws: Path, into: Path) -> Path:
+    return Path(shutil.copytree(ws, into / "ws", symlinks=True))
+
+
+def _hash(path: Path) -> str:
+    return hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
+
+
+def _start(cmd: list[str], ws: Path) -> subprocess.Popen:
+    return subprocess.Popen(cmd, cwd=ws, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _when_resumable(proc: subprocess.Popen, ws: Path, timeout: float = 300) -> None:
+    """Waits for the first resume point (the run is past its first step)."""
+    deadline = time.monotonic() + timeout
+    while not (ws / RESUME).exists():
+        assert proc.poll() is None, f"finished before any resume point: {proc.communicate()}"
+        assert time.monotonic() < deadline, "no resume point appeared"
+        time.sleep(0.005)
+
+
+def test_sigkill_mid_epoch_then_rerun_gives_the_uninterrupted_weights(prepared, uninterrupted, tmp_path):
+    ws = _copy(prepared, tmp_path)
+    proc = _start([sys.executable, "-m", "vggrepro", "train", "--run", "A_256"], ws)
+    _when_resumable(proc, ws)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    assert not (ws / MODEL).exists() and (ws / RESUME).exists()
+    done = vggrepro("train", "--run", "A_256", cwd=ws)
+    assert done.returncode == 0, done.stderr
+    assert "A_256: resuming at epoch" in done.stdout
+    assert _hash(ws / MODEL) == uninterrupted
+
+
+def test_sigterm_saves_says_so_in_one_line_and_the_rerun_finishes_identically(prepared, uninterrupted, tmp_path):
+    ws = _copy(prepared, tmp_path)
+    proc = _start([sys.executable, "-m", "vggrepro", "train", "--run", "A_256"], ws)
+    _when_resumable(proc, ws)
+    os.killpg(proc.pid, signal.SIGTERM)  # the whole group, as SLURM's scancel does
+    _, err = proc.communicate(timeout=300)
+    lines = err.strip().splitlines()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert len(lines) == 1 and "A_256: stopped by SIGTERM at" in lines[0] and "rerun the stage to continue" in lines[0]
+    done = vggrepro("train", "--run", "A_256", cwd=ws)
+    assert done.returncode == 0, done.stderr
+    assert "resuming at epoch" in done.stdout and _hash(ws / MODEL) == uninterrupted
+
+
+def test_a_resume_point_of_other_inputs_is_discarded(prepared, tmp_path):
+    ws = _copy(prepared, tmp_path)
+    proc = _start([sys.executable, "-m", "vggrepro", "train", "--run", "A_256"], ws)
+    _when_resumable(proc, ws)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    params = yaml.safe_load((ws / "params.yaml").read_text())
+    params["train"]["lr"] = 0.02
+    (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert vggrepro("validate", "--write-knobs", cwd=ws).returncode == 0
+    done = vggrepro("train", "--run", "A_256", cwd=ws)
+    assert done.returncode == 0, done.stderr
+    assert "resume point of other inputs (params, data or code changed) discarded" in done.stderr
+    assert "resuming" not in done.stdout
+
+
+def test_dvc_repro_after_a_kill_resumes_the_stage(prepared, uninterrupted, tmp_path):
+    ws = _copy(prepared, tmp_path)
+    for cmd in (["init", "--no-scm", "-q"], ["config", "core.analytics", "false"]):
+        subprocess.run([tool("dvc"), *cmd], cwd=ws, check=True)
+    proc = _start([tool("dvc"), "repro", "train_A_256"], ws)
+    _when_resumable(proc, ws)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    done = subprocess.run([tool("dvc"), "repro", "train_A_256"], cwd=ws, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "A_256: resuming at epoch" in done.stdout
+    assert _hash(ws / MODEL) == uninterrupted
+
+
+def test_a_non_finite_loss_stops_with_one_line_naming_run_epoch_and_step(prepared, tmp_path):
+    ws = _copy(prepared, tmp_path)
+    params = yaml.safe_load((ws / "params.yaml").read_text())
+    params["train"]["lr"] = 1e30
+    (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert vggrepro("validate", "--write-knobs", cwd=ws).returncode == 0
+    done = vggrepro("train", "--run", "A_256", cwd=ws)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert "A_256: the training loss became NaN or infinite at epoch 1, step" in lines[0]
+    assert not (ws / MODEL).exists()

@@ -1,0 +1,145 @@
+"""The pieces of Sec. 3.1's training: device choice, the plateau schedule, the held-out slice,
+the global batch split over processes and micro-batches, and the non-finite loss check."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vggrepro import device, schedule
+from vggrepro.data import holdout, train_batches
+from vggrepro.data.ingest import Entry
+from vggrepro.data.normalise import channels
+from vggrepro.model import VGG, ModelSpec, init_weights
+from vggrepro.training import EpochSums, Loop, NonFiniteLoss, check_finite
+
+
+def test_device_auto_takes_a_gpu_only_when_there_is_one():
+    assert device.resolve_device("auto", cuda_available=False) == torch.device("cpu")
+    assert device.resolve_device("auto", cuda_available=True) == torch.device("cuda", 0)
+    assert device.resolve_device("cuda", cuda_available=True, local_rank=3) == torch.device("cuda", 3)
+    assert device.resolve_device("cpu", cuda_available=True) == torch.device("cpu")
+
+
+def test_cuda_without_a_gpu_is_one_line_naming_the_key():
+    with pytest.raises(device.DeviceError) as err:
+        device.resolve_device("cuda", cuda_available=False)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("train.device: cuda") and "auto or cpu" in message
+
+
+def test_bf16_autocasts_the_forward_only_and_fp32_does_not():
+    bf16 = device.Compute(torch.device("cpu"), "bf16", False)
+    layer = torch.nn.Linear(4, 4)
+    with bf16.autocast():
+        assert layer(torch.ones(1, 4)).dtype == torch.bfloat16
+    assert layer.weight.dtype == torch.float32  # master weights stay fp32
+    with device.CPU.autocast():
+        assert layer(torch.ones(1, 4)).dtype == torch.float32
+
+
+def _optimizer(lr: float = 0.1) -> torch.optim.Optimizer:
+    return torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+
+
+def test_plateau_divides_the_rate_after_patience_and_stops_after_the_last_decrease():
+    opt = _optimizer(0.1)
+    plan = schedule.PlateauSchedule(opt, patience=1, factor=0.1, max_decreases=2)
+    rates, stops = [], []
+    for error in [50, 40, 40, 40, 30, 30, 30, 30, 30]:
+        stops.append(plan.step(error))
+        rates.append(plan.lr)
+    # A repeated error is no improvement; the second epoch without one (patience 1) decreases.
+    assert rates == pytest.approx([0.1, 0.1, 0.1, 0.01, 0.01, 0.01, 0.001, 0.001, 0.001])
+    # The plateau after the last allowed decrease stops the run, at the rate it trained with.
+    assert stops == [False] * 8 + [True] and plan.decreases == 3
+
+
+def test_plateau_state_round_trips():
+    opt = _optimizer()
+    plan = schedule.PlateauSchedule(opt, patience=0, factor=0.5, max_decreases=3)
+    for error in [3, 3, 3]:
+        plan.step(error)
+    again = schedule.PlateauSchedule(_optimizer(plan.lr), patience=0, factor=0.5, max_decreases=3)
+    again.load_state_dict(plan.state_dict())
+    assert (again.decreases, again.plateau.best, again.plateau.num_bad_epochs) == (
+        plan.decreases, plan.plateau.best, plan.plateau.num_bad_epochs,
+    )
+    assert [plan.step(3), plan.lr] == [again.step(3), again.lr]
+
+
+def _entries(per_class: dict[int, int]) -> list[Entry]:
+    return [Entry("train", f"c{c}/{k}.jpg", f"c{c}", c) for c, n in per_class.items() for k in range(n)]
+
+
+def test_holdout_is_stratified_seeded_and_disjoint():
+    entries = _entries({0: 40, 1: 20, 2: 1})
+    fit, held = holdout.split(entries, fraction=0.1, seed=0)
+    assert {e.path for e in fit}.isdisjoint(e.path for e in held)
+    assert len(fit) + len(held) == len(entries)
+    assert [sum(e.label == c for e in held) for c in range(3)] == [4, 2, 0]  # a lone image stays in training
+    assert holdout.split(entries, fraction=0.1, seed=0) == (fit, held)
+    assert holdout.split(entries, fraction=0.1, seed=1)[1] != held
+
+
+def test_each_process_takes_its_share_of_every_global_batch_and_a_resume_starts_mid_epoch():
+    whole = train_batches.EpochBatches(50, 8, seed=3)
+    parts = [train_batches.EpochBatches(50, 8, seed=3, rank=r, world=2) for r in range(2)]
+    for sampler in (whole, *parts):
+        sampler.set_epoch(2)
+    assert len(whole) == whole.steps == 6  # the short last batch is dropped
+    for batch, first, second in zip(whole, *parts):
+        assert batch == first + second and len(first) == 4
+    resumed = train_batches.EpochBatches(50, 8, seed=3)
+    resumed.set_epoch(2, start=4)
+    assert list(resumed) == list(whole)[4:]
+
+
+def _spec() -> ModelSpec:
+    return ModelSpec("A", num_classes=5, width=0.0625, head_width=16, crop=32, dropout=0.0)
+
+
+def _loop(accumulation: int) -> Loop:
+    model = VGG(_spec())
+    init_weights(model, "glorot", torch.Generator().manual_seed(0))
+    model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    zero, one = channels([100.0] * 3), channels([50.0] * 3)
+    return Loop(model, opt, device.CPU, zero, one, accumulation=accumulation, global_batch=16)
+
+
+def _batch():
+    g = torch.Generator().manual_seed(1)
+    images = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8, generator=g)
+    return images, torch.randn(16, 3, generator=g), torch.randint(0, 5, (16,), generator=g)
+
+
+def test_micro_batches_give_the_whole_batch_step():
+    results = []
+    for accumulation in (1, 4):
+        loop = _loop(accumulation)
+        sums = EpochSums.zeros(torch.device("cpu"))
+        bad, count = torch.full((), -1), torch.zeros((), dtype=torch.int64)
+        for _ in range(2):
+            loop.step(*_batch(), sums, bad, count)
+        results.append((torch.cat([p.detach().flatten() for p in loop.model.parameters()]), sums))
+    (whole, s1), (parts, s4) = results
+    assert (whole - parts).abs().max() < 1e-5
+    assert s1.seen == s4.seen == 32 and int(s1.wrong) == int(s4.wrong)
+    assert float(s1.loss) == pytest.approx(float(s4.loss), rel=1e-5)
+
+
+def test_a_non_finite_loss_is_named_by_its_first_step():
+    loop = _loop(1)
+    for group in loop.optimizer.param_groups:
+        group["lr"] = 1e30  # the first step is finite, the weights then overflow
+    sums = EpochSums.zeros(torch.device("cpu"))
+    bad, count = torch.full((), -1), torch.zeros((), dtype=torch.int64)
+    for _ in range(4):
+        loop.step(*_batch(), sums, bad, count)
+    assert int(bad) >= 1
+    with pytest.raises(NonFiniteLoss) as err:
+        check_finite(bad, run="A_256", epoch=3, steps_per_epoch=10)
+    message = str(err.value)
+    assert "\n" not in message and f"A_256: the training loss became NaN or infinite at epoch 3, step {int(bad) + 1} of 10" in message
+    check_finite(torch.full((), -1), run="A_256", epoch=1, steps_per_epoch=10)  # nothing to report
