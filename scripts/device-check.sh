@@ -12,8 +12,9 @@
 #
 # Needs python3 with torch and torchvision; the package runs from src/ (no install). Prints
 # what it measured; writes it under $OUT when that is set. On a CPU-only machine step 1 runs
-# with train.device: cpu (CHECK_DEVICE=cpu) so the script itself can be tried anywhere.
-set -euo pipefail
+# with train.device: cpu (CHECK_DEVICE=cpu) so the script itself can be tried anywhere;
+# SECTIONS="section_1 section_2" runs only those.
+set -uo pipefail  # no -e: a failing section is reported and the next one still runs
 photos=${1:?usage: device-check.sh PHOTOS_DIR [COPIES]}
 copies=${2:-10}
 dev=${CHECK_DEVICE:-cuda}
@@ -28,8 +29,9 @@ vgg() { python3 -m vggrepro "$@"; }
 python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'cuda', torch.cuda.is_available() and torch.cuda.get_device_name(0))"
 echo "cores: $cores, device: $dev"
 
+section_1() {
 echo "== 1. train and evaluate on the embedded set, train.device: $dev"
-mkdir -p "$work/embedded" && cd "$work/embedded"
+mkdir -p "$work/embedded" && cd "$work/embedded" || return 1
 cat > params.yaml <<YAML
 seed: 0
 threads: 4
@@ -45,20 +47,21 @@ augment: {flip: true, colour_shift: 0.1}
 evaluate: {flip: true}
 runs:
   A_256: {config: A, scale: 256, init: kaiming}
-  E_256: {config: E, scale: 256, init: A_256}
+  E_256: {config: E, scale: 256, init: A_256, max_epochs: 4}
 YAML
-vgg validate --write-knobs
-vgg prepare | tee "$out/prepare.json"
-vgg mean_rgb | tee "$out/mean_rgb.json"
-vgg train --run A_256 | tee "$out/train_A.txt"
-# E: stopped by SIGTERM once mid-run, then resumed to the end.
-vgg train --run E_256 > "$out/train_E_part1.txt" 2> "$out/train_E_stop.txt" &
+vgg validate --write-knobs || return 1
+vgg prepare | tee "$out/prepare.json" || return 1
+vgg mean_rgb | tee "$out/mean_rgb.json" || return 1
+vgg train --run A_256 | tee "$out/train_A.txt" || return 1
+# E: stopped by SIGTERM once mid-run (its first resume point comes after 5 steps), then resumed.
+python3 -m vggrepro train --run E_256 > "$out/train_E_part1.txt" 2> "$out/train_E_stop.txt" &  # not through vgg(): the signal must reach python
 pid=$!
-while [ ! -e .vggrepro/resume/E_256.pt ] && kill -0 $pid 2>/dev/null; do sleep 0.2; done
-kill -TERM $pid 2>/dev/null || true
-wait $pid && echo "E_256 finished before the SIGTERM" || echo "E_256 exit $? after SIGTERM: $(cat "$out/train_E_stop.txt")"
-vgg train --run E_256 | tee "$out/train_E.txt"
-for r in A_256 E_256; do vgg evaluate --run $r | tee -a "$out/evaluate.txt"; done
+while [ ! -e .vggrepro/resume/E_256.pt ] && kill -0 $pid 2>/dev/null; do sleep 0.02; done
+kill -TERM $pid 2>/dev/null
+wait $pid
+echo "E_256 after SIGTERM: exit $? | $(cat "$out/train_E_stop.txt")"
+vgg train --run E_256 | tee "$out/train_E.txt" || return 1
+for r in A_256 E_256; do vgg evaluate --run $r | tee -a "$out/evaluate.txt" || return 1; done
 python3 - <<'PY'
 import json, torch
 for run in ("A_256", "E_256"):
@@ -68,10 +71,15 @@ for run in ("A_256", "E_256"):
     print(run, "compute:", ck["compute"], "| epochs", ck["epochs"], "| weights finite:", finite,
           "| loss by epoch", [round(x["loss"], 3) for x in log])
 PY
+}
 
+section_2() {
 echo "== 2. bench train at the paper's geometry (VGG-19, 224, full width), batch $batch"
+cd "$work/embedded" || return 1
 vgg bench train --geometry paper --config E --batch "$batch" --repeat 3 2>&1 | tee "$out/bench-train.txt"
+}
 
+section_3() {
 echo "== 3. bench loader on the photographs at 224, $cores workers"
 python3 - "$photos" "$work/photos" "$copies" <<'PY'
 import shutil, sys
@@ -83,7 +91,7 @@ for photo in sorted(src.glob("*.JPEG")):
     for k in range(copies):
         shutil.copyfile(photo, folder / f"{k}_{photo.name}")
 PY
-mkdir -p "$work/ws" && cd "$work/ws"
+mkdir -p "$work/ws" && cd "$work/ws" || return 1
 cat > params.yaml <<YAML
 seed: 0
 threads: $cores
@@ -100,3 +108,10 @@ YAML
 vgg prepare > "$out/photos-prepare.json"
 vgg mean_rgb > /dev/null
 vgg bench loader --repeat 3 2>&1 | tee "$out/bench-loader.txt"
+}
+
+for section in ${SECTIONS:-section_1 section_2 section_3}; do
+    start=$(date +%s)
+    $section || echo "== $section FAILED (exit $?)"
+    echo "== $section: $(( $(date +%s) - start )) s"
+done

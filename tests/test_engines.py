@@ -42,8 +42,11 @@ def snakemake_plan(project: Path) -> set[str]:
 
 
 def dvc_changed(project: Path) -> set[str]:
+    """What `dvc repro` reruns: its first stage, validate, brings the knob and code digest files
+    up to date (the other stages' only view of params.yaml and the code), then DVC compares."""
     import json
 
+    vggrepro("validate", "--write-knobs", cwd=project)
     return set(json.loads(run([tool("dvc"), "status", "--json"], project).stdout or "{}"))
 
 

@@ -3,6 +3,7 @@
 import json
 import re
 import subprocess
+import sys
 
 from conftest import make_project, tiny_params, tool
 
@@ -63,6 +64,7 @@ def test_dvc_and_snakemake_build_identical_reports(tmp_path):
     params["runs"]["B_jit"]["lr"] = 0.002
     for project in (with_dvc, with_snakemake):
         (project / "params.yaml").write_text(__import__("yaml").safe_dump(params, sort_keys=False))
+    run([sys.executable, "-m", "vggrepro", "validate", "--write-knobs"], with_dvc)  # dvc repro's first stage
     dvc_status = run([tool("dvc"), "status"], with_dvc)
     assert "train_B_jit" in dvc_status and "train_B_256" not in dvc_status, dvc_status
     plan = run([tool("snakemake"), "-n", "--cores", "2"], with_snakemake)

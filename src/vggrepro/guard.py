@@ -47,6 +47,26 @@ def write_knobs(params: Params, stages: list[registry.Stage]) -> list[str]:
     return changed
 
 
+def write_code_digests(stages: list[registry.Stage]) -> list[str]:
+    """Writes every stage's code digest file (paths.code_digest); returns the stages whose code
+    changed. The files read are the package's own, where it runs from (src/ in a checkout)."""
+    digests: dict[str, str] = {}
+    changed = []
+    for stage in registry.snakemake_stages(stages):
+        lines = []
+        for name in stage.code:
+            if name not in digests:
+                source = codedeps.PACKAGE_DIR / name.removeprefix(codedeps.SRC_PREFIX + "/")
+                digests[name] = hashlib.blake2b(source.read_bytes(), digest_size=16).hexdigest()
+            lines.append(f"{digests[name]}  {name}\n")
+        path = Path(paths.code_digest(stage.name))
+        text = "".join(lines)
+        if not path.is_file() or path.read_text() != text:
+            io.write_text(path, text)
+            changed.append(stage.name)
+    return changed
+
+
 def guard(params_path: str | Path = registry.PARAMS_FILE, *, dvc_yaml: bool = True) -> tuple[Params, list[registry.Stage]]:
     """Validates everything, then writes the knob files; raises ParamsError with one line."""
     key = _inputs_key(params_path, dvc_yaml)
@@ -56,6 +76,7 @@ def guard(params_path: str | Path = registry.PARAMS_FILE, *, dvc_yaml: bool = Tr
     if dvc_yaml:
         check_dvc_yaml(stages)
     write_knobs(params, stages)
+    write_code_digests(stages)
     root, source = workspace.data_root(params), params.raw["data"]["source"]
     datastamp.write(root, source)
     io.write_text(RECORD, json.dumps({"key": key, "data_root": str(root), "source": source}, indent=1) + "\n")

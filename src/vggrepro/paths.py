@@ -34,3 +34,14 @@ KNOBS_DIR = ".vggrepro/knobs"
 
 def knobs(stage: str) -> str:
     return f"{KNOBS_DIR}/{stage}.json"
+
+
+# One file per stage listing the source files it runs with a digest of each (vggrepro.codedeps),
+# rewritten only when one changes: the stage's single code input in both engines, so editing a
+# module a stage imports reruns it, and dvc.yaml and dvc.lock stay short (DVC parses and writes
+# them on every call).
+CODE_DIR = ".vggrepro/code"
+
+
+def code_digest(stage: str) -> str:
+    return f"{CODE_DIR}/{stage}.txt"

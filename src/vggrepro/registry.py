@@ -53,6 +53,7 @@ class Stage:
     params: list[str]  # dotted keys of params.yaml that the stage reads
     outs: list[Out] = field(default_factory=list)
     dvc_only: bool = False  # the validate stage: Snakemake validates at parse time instead
+    code: tuple[str, ...] = ()  # the source files it runs, digested into paths.code_digest(name)
     always_changed: bool = False  # DVC runs it on every call (the dataset stamp must be fresh)
 
 
@@ -71,8 +72,9 @@ def knobs(params: Params, stage: Stage) -> str:
 
 
 def _stage(name: str, cmd: str, module: str, inputs: list[str], params: list[str], outs: list[Out]) -> Stage:
-    """A stage reading its knob file, its inputs and the code its module imports."""
-    return Stage(name, cmd, [paths.knobs(name), *inputs, *stage_code(f"vggrepro.stages.{module}")], params, outs)
+    """A stage reading its knob file, the digest of the code its module imports, and its inputs."""
+    deps = [paths.knobs(name), paths.code_digest(name), *inputs]
+    return Stage(name, cmd, deps, params, outs, code=stage_code(f"vggrepro.stages.{module}"))
 
 
 def _train_cmd(run: str, nproc: int) -> str:
@@ -137,7 +139,7 @@ def build(params: Params) -> list[Stage]:
         # stale dvc.yaml follows from, so a change to either reruns this check.
         [PARAMS_FILE, *stage_code("vggrepro.guard")],
         [],
-        [Out(paths.knobs(s.name), cache=False, persist=True) for s in stages]
+        [Out(p, cache=False, persist=True) for s in stages for p in (paths.knobs(s.name), paths.code_digest(s.name))]
         + [Out(paths.DATA_STAMP, cache=False, persist=True)],
         dvc_only=True,
         always_changed=True,  # the dataset stamp is read afresh on every call, as by Snakemake
@@ -167,9 +169,15 @@ def final_targets(stages: list[Stage]) -> list[str]:
 
 
 def dvc_yaml(stages: list[Stage]) -> str:
+    """dvc.yaml. Each stage's parameters reach it through its knob file; only `validate` lists
+    params.yaml's keys (every key any stage reads), for `dvc params diff` and `dvc exp show`:
+    per-stage lists would repeat the knob files and make DVC parse and write a dvc.lock many
+    times longer on every call (a no-op rerun's main cost)."""
     doc = {"stages": {}}
+    tracked = list(dict.fromkeys(k for s in stages for k in s.params))
     for s in stages:
-        entry = {"cmd": s.cmd, "deps": list(s.deps), **({"params": list(s.params)} if s.params else {})}
+        params = tracked if s.name == VALIDATE else []
+        entry = {"cmd": s.cmd, "deps": list(s.deps), **({"params": params} if params else {})}
         if s.always_changed:
             entry["always_changed"] = True
         outs = [_dvc_out(o) for o in s.outs if not o.metric]

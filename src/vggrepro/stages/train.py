@@ -105,9 +105,8 @@ def stopped(run_name: str, asked: training.StopPoll, position: training.Position
 
 
 def input_files(params: Params, run_name: str) -> list[str]:
-    """Every file the stage depends on (its knob file, data, init weights and code)."""
-    stage = next(s for s in registry.build(params) if s.name == f"train_{run_name}")
-    return stage.deps
+    """Every file the stage depends on: its knob file, its code's digest, data, init weights."""
+    return next(s for s in registry.build(params) if s.name == f"train_{run_name}").deps
 
 
 def run(params: Params, run_name: str) -> dict:
