@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 from conftest import ROOT, tiny_params, vggrepro
-from vggrepro import codedeps, io, registry, workspace
+from vggrepro import codedeps, guard, io, paths, registry, workspace
 from vggrepro.params import load_params
 
 
@@ -72,8 +72,16 @@ def test_an_identical_rewrite_keeps_the_file_and_its_time(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
 
 
-def test_stage_code_follows_imports():
-    deps = {s.name: s.deps for s in registry.build(load_params(ROOT / "params.yaml"))}
+def test_stage_code_follows_imports(tmp_path, monkeypatch):
+    stages = registry.build(load_params(ROOT / "params.yaml"))
+    deps = {s.name: s.code for s in stages}
+    # Each stage reads the code through one digest file, which lists every source file it runs.
+    assert all(paths.code_digest(s.name) in s.deps for s in registry.snakemake_stages(stages))
+    monkeypatch.chdir(tmp_path)
+    guard.write_code_digests(stages)
+    listed = Path(paths.code_digest("train_A_256")).read_text().splitlines()
+    assert [line.split("  ")[1] for line in listed] == list(deps["train_A_256"])
+    assert guard.write_code_digests(stages) == []  # unchanged code: no file rewritten
     src = codedeps.SRC_PREFIX
     for needed in ("stages/train.py", "model.py", "data/loader.py", "data/transforms.py", "params.py", "__init__.py"):
         assert f"{src}/{needed}" in deps["train_A_256"], needed
