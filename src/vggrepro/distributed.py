@@ -63,6 +63,15 @@ def gather(world: World, obj):
     return out
 
 
+def from_main(world: World, obj):
+    """Process 0's obj on every process (a resume point read once, not by every process)."""
+    if world.size == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def any_true(world: World, flag: bool, device: torch.device) -> bool:
     """True on every process when flag is true on any (a stop signal seen by one of them)."""
     if world.size == 1:

@@ -163,7 +163,7 @@ def _train(params: Params, run_name: str, run: Run, cfg: dict, seed: int, world,
     key = resume.inputs_key(input_files(params, run_name))
     position, sums = training.Position(), training.EpochSums.zeros(compute.device)
     state = resume.load(run_name, key) if world.main else None
-    state = distributed.gather(world, state)[0] if world.size > 1 else state  # process 0's reading, everywhere
+    state = distributed.from_main(world, state)  # process 0's reading, everywhere
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
