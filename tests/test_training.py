@@ -11,7 +11,7 @@ from vggrepro.data import holdout, train_batches
 from vggrepro.data.ingest import Entry
 from vggrepro.data.normalise import channels
 from vggrepro.model import VGG, ModelSpec, init_weights
-from vggrepro.training import EpochSums, Loop, NonFiniteLoss, check_finite
+from vggrepro.training import EpochSums, Loop, NonFiniteLoss, check_finite, holdout_error
 
 
 def test_device_auto_takes_a_gpu_only_when_there_is_one():
@@ -143,3 +143,21 @@ def test_a_non_finite_loss_is_named_by_its_first_step():
     message = str(err.value)
     assert "\n" not in message and f"A_256: the training loss became NaN or infinite at epoch 3, step {int(bad) + 1} of 10" in message
     check_finite(torch.full((), -1), run="A_256", epoch=1, steps_per_epoch=10)  # nothing to report
+
+
+class _Scores(torch.nn.Module):
+    def __init__(self, row):
+        super().__init__()
+        self.row = torch.tensor(row)
+
+    def forward(self, x):
+        return self.row.expand(len(x), -1)
+
+
+def test_holdout_error_counts_ties_and_non_finite_scores_as_wrong():
+    batches = [(torch.zeros(4, 3, 8, 8, dtype=torch.uint8), torch.tensor([0, 1, 2, 0]))]
+    zero, one = channels([0.0] * 3), channels([1.0] * 3)
+    err = lambda row: holdout_error(_Scores(row), batches, device.CPU, mean=zero, std=one)  # noqa: E731
+    assert err([1.0, 1.0, 1.0]) == 100.0  # every class tied: never right
+    assert err([float("nan"), 0.0, 0.0]) == 100.0  # NaN must not score as right
+    assert err([2.0, 1.0, 0.0]) == 50.0  # label 0 right twice of four

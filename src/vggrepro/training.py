@@ -206,6 +206,8 @@ def holdout_error(model: torch.nn.Module, batches, compute: Compute, *, mean: to
             scores = model(x).float()
         y = compute.to_device(labels)
         true = scores.gather(1, y[:, None])
-        wrong += ((scores >= true).sum(1) > 1).sum()  # another class scores at least as high
+        # Wrong: another class scores at least as high (a tie counts against the model), or a
+        # score is not finite (NaN compares false to everything and would otherwise count as right).
+        wrong += (((scores >= true).sum(1) > 1) | ~torch.isfinite(scores).all(1)).sum()
         seen += len(labels)
     return 100.0 * int(wrong) / max(seen, 1)
