@@ -44,6 +44,29 @@ def test_conv_head_equals_fully_connected_head_on_a_crop(config):
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_crop_forward_runs_the_head_as_matmuls_equal_to_the_conv_head(memory_format):
+    """Training runs FC1-FC3 as matmuls over the conv weights; values and gradients equal the
+    conv head's, in either memory format, and larger inputs still take the conv head."""
+    model = small("E").to(memory_format=memory_format)
+    calls = []
+    model.head.fc6.register_forward_hook(lambda *a: calls.append(1))
+    x = torch.randn(3, 3, 64, 64).contiguous(memory_format=memory_format)
+    got = model(x)
+    assert not calls  # the matmul path
+    weights = torch.randn_like(got)
+    (got * weights).sum().backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    expected = model.head(model.features(x)).mean(dim=(2, 3))
+    (expected * weights).sum().backward()
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(grads[name], p.grad, rtol=1e-4, atol=1e-6, msg=name)
+    model(torch.randn(1, 3, 96, 64).contiguous(memory_format=memory_format))
+    assert calls  # a 2 x 1 score map: the convolutional head
+
+
 def test_dense_evaluation_of_a_crop_sized_image_equals_crop_mode():
     from vggrepro.stages.evaluate import dense_posteriors
 
