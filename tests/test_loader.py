@@ -20,6 +20,8 @@ SEED = 7
 class Row:  # what the loader reads of a manifest entry
     path: str
     label: int
+    height: int = 0  # upright size; 0 unknown
+    width: int = 0
 
 
 def write_jpegs(root: Path, n: int, seed: int = 0) -> list[Row]:
@@ -33,7 +35,7 @@ def write_jpegs(root: Path, n: int, seed: int = 0) -> list[Row]:
         rel = f"train/c{i % 5}/img_{i}.JPEG"
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(encode_jpeg(image, quality=90).numpy().tobytes())
-        rows.append(Row(rel, i % 5))
+        rows.append(Row(rel, i % 5, h, w))
     return rows
 
 
@@ -43,10 +45,13 @@ def dataset(tmp_path_factory) -> tuple[Path, list[Row]]:
     return root, write_jpegs(root, 40)
 
 
-def first_batches(root: Path, rows: list[Row], *, workers: int, epoch: int = 1, count: int = 2) -> list:
-    transform = TrainTransform(scale=(36, 72), crop=32, flip=True, colour_shift=0.1)  # jittered S
+def first_batches(
+    root: Path, rows: list[Row], *, workers: int, epoch: int = 1, count: int = 2, scale=(36, 72), keep_resident=False
+) -> list:
+    transform = TrainTransform(scale=scale, crop=32, flip=True, colour_shift=0.1)  # jittered S by default
     batches, sampler = train_batches.train_loader(
-        files=loader.FileList(rows), root=root, transform=transform, seed=SEED, batch_size=8, workers=workers
+        files=loader.FileList(rows), root=root, transform=transform, seed=SEED, batch_size=8, workers=workers,
+        keep_resident=keep_resident,
     )
     sampler.set_epoch(epoch)
     out = []
@@ -67,6 +72,36 @@ def test_any_worker_count_gives_the_same_batches_bitwise(dataset):
     images_, shifts, labels = reference[0]
     assert images_.shape == (8, 3, 32, 32) and images_.dtype == torch.uint8
     assert shifts.shape == (8, 3) and labels.shape == (8,)
+
+
+@pytest.mark.parametrize("scale", [(36, 72), (45, 45)], ids=["jittered", "fixed"])
+def test_images_held_in_memory_give_the_streamed_batches_bitwise(dataset, scale):
+    """Decoded once (and rescaled once for a fixed S) or decoded every epoch: the same bits."""
+    root, rows = dataset
+    files = loader.FileList(rows)
+    held = train_batches.resident_images(files, root, scale, workers=1)
+    assert held is not None and len(held) == len(rows)
+    if scale[0] == scale[1]:
+        assert all(min(im.shape[1:]) == scale[0] for im in held)  # rescaled once, to S
+    for epoch in (1, 2):
+        streamed = first_batches(root, rows, workers=1, epoch=epoch, count=4, scale=scale)
+        resident = first_batches(root, rows, workers=1, epoch=epoch, count=4, scale=scale, keep_resident=True)
+        for got, want in zip(resident, streamed, strict=True):
+            for g, w in zip(got, want, strict=True):
+                assert torch.equal(g, w)
+
+
+def test_images_stay_on_disk_when_they_would_not_fit_or_their_size_is_unknown(dataset, monkeypatch):
+    root, rows = dataset
+    files = loader.FileList(rows)
+    exact = sum(3 * r.height * r.width for r in rows)
+    assert train_batches.resident_bytes(files, (36, 72)) == exact
+    fixed = train_batches.resident_bytes(files, (45, 45))
+    assert fixed == sum(3 * 45 * -(-45 * max(r.height, r.width) // min(r.height, r.width)) for r in rows)
+    monkeypatch.setattr(train_batches, "RESIDENT_BYTES", exact - 1)
+    assert train_batches.resident_images(files, root, (36, 72), workers=0) is None
+    unknown = loader.FileList([Row(r.path, r.label) for r in rows])
+    assert train_batches.resident_bytes(unknown, (36, 72)) is None
 
 
 def test_the_order_is_a_function_of_seed_and_epoch(dataset):

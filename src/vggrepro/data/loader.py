@@ -39,13 +39,15 @@ class FileList:
     """
 
     def __init__(self, entries: Iterable[Entry]) -> None:
-        encoded, labels = [], []
+        encoded, labels, sizes = [], [], []
         for e in entries:
             encoded.append(e.path.encode())
             labels.append(e.label)
+            sizes.append((e.height, e.width))
         self._blob = np.frombuffer(b"".join(encoded), dtype=np.uint8)
         self._ends = np.cumsum([len(p) for p in encoded], dtype=np.int64)
         self.labels = np.array(labels, dtype=np.int64)
+        self.sizes = np.array(sizes, dtype=np.int64).reshape(-1, 2)  # (height, width) upright; 0 unknown
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -57,16 +59,17 @@ class FileList:
 
 class ScaledImages(Dataset):
     """Item i: image i decoded and isotropically rescaled so its smallest side is `side`
-    (Sec. 3.2's Q), uint8 3 x H x W."""
+    (Sec. 3.2's Q; None: as decoded), uint8 3 x H x W."""
 
-    def __init__(self, files: FileList, root: Path, side: int) -> None:
+    def __init__(self, files: FileList, root: Path, side: int | None) -> None:
         self.files, self.root, self.side = files, root, side
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        return rescale(decode(self.root / self.files.path(i)), self.side)
+        image = decode(self.root / self.files.path(i))
+        return image if self.side is None else rescale(image, self.side)
 
 
 class CenterCrops(Dataset):
@@ -95,7 +98,7 @@ def unpack(flat: torch.Tensor, shapes: torch.Tensor) -> list[torch.Tensor]:
     return [chunk.view(shape) for chunk, shape in zip(flat.split(sizes), shapes.tolist())]
 
 
-def scaled_images(files: FileList, root: Path, side: int, *, workers: int) -> Iterator[torch.Tensor]:
+def scaled_images(files: FileList, root: Path, side: int | None, *, workers: int) -> Iterator[torch.Tensor]:
     """Every image of files in order, rescaled so its smallest side is `side` (ScaledImages),
     decoded by `workers` processes, IMAGES_PER_TASK at a time."""
     tasks = make_loader(ScaledImages(files, root, side), workers=workers, batch_size=IMAGES_PER_TASK, collate_fn=pack)
