@@ -5,6 +5,7 @@
     vggrepro validate            check params.yaml, the workspace and dvc.yaml
     vggrepro dvc-yaml [--check]  render dvc.yaml from the stage registry
     vggrepro use FILE            make FILE (e.g. params/imagenet-vgg19.yaml) the params.yaml, re-render dvc.yaml
+    vggrepro import-weights --arch vgg19 --input F.pth --output F.pt   torchvision's weights as a checkpoint
     vggrepro bench noop|stamp|loader|data|train   benchmarks (ratios from one run)
 
 Every stage validates the whole params.yaml first. Errors are one line on stderr, exit 2.
@@ -60,6 +61,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, help="train: images a step (default train.batch_size)")
     p = sub.add_parser("use", help="make a params file the workspace's params.yaml and re-render dvc.yaml")
     p.add_argument("file", type=Path, help="e.g. params/imagenet-vgg19.yaml")
+    p = sub.add_parser("import-weights", help="torchvision's published VGG weights (.pth) as a project checkpoint")
+    p.add_argument("--arch", required=True, help="vgg11, vgg13, vgg16 or vgg19 (Table 1's A, B, D, E)")
+    p.add_argument("--input", required=True, type=Path, help="a torchvision state_dict, e.g. vgg19-dcbb9e9d.pth")
+    p.add_argument("--output", required=True, type=Path, help="the checkpoint to write, e.g. models/vgg19.pt")
     p = sub.add_parser("dvc-yaml", help="render dvc.yaml from the stage registry")
     p.add_argument("--check", action="store_true", help="exit 1 if dvc.yaml on disk differs")
     return parser
@@ -174,6 +179,11 @@ def main(argv: list[str] | None = None) -> int:
             return _use(args)
         if args.command == "dvc-yaml":
             return _dvc_yaml(args)
+        if args.command == "import-weights":
+            from vggrepro.published import import_file
+
+            print(json.dumps(import_file(args.arch, args.input, args.output)))
+            return 0
         if args.command == "bench":
             bench = importlib.import_module(f"vggrepro.bench.{args.what}")
             if args.what == "data":
