@@ -22,6 +22,8 @@ except ParamsError as err:
     sys.exit(f"snakemake: error: {err}")
 timesync.align(STAGES)
 
+report: "workflow/report/workflow.rst"  # snakemake --report report.html: the tables and figures
+
 
 rule all:
     input:

@@ -1,8 +1,16 @@
 """Data parallelism: 2 processes with batch b end a step with the parameters of 1 process with
-batch 2b (gloo on the CPU, as torchrun would run them), and train.nproc makes the stage a
-torchrun launch."""
+batch 2b (gloo on the CPU, as torchrun would run them), and with train.nproc the stage command
+launches itself under torchrun."""
 
 from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -14,7 +22,7 @@ from vggrepro.model import VGG, ModelSpec, init_weights
 from vggrepro.params import parse_params
 from vggrepro.training import EpochSums, Loop
 
-from conftest import tiny_params
+from conftest import make_project, tiny_params, vggrepro
 
 
 def _loop(world: distributed.World, accumulation: int = 1) -> Loop:
@@ -60,9 +68,52 @@ def test_two_processes_with_batch_b_step_as_one_with_batch_2b(tmp_path):
     assert (ddp - single).abs().max() <= 1e-5
 
 
-def test_nproc_makes_the_train_stage_a_torchrun_launch():
+def test_nproc_keeps_the_stage_command_which_launches_torchrun_itself():
     raw = tiny_params()
     raw["train"]["nproc"] = 2
     stages = {s.name: s for s in registry.build(parse_params(raw))}
-    assert stages["train_A_256"].cmd == "torchrun --standalone --nproc_per_node=2 --no-python vggrepro train --run A_256"
+    # The same command: it leases nproc GPUs first (vggrepro.lease), then runs torchrun.
+    assert stages["train_A_256"].cmd == "vggrepro train --run A_256"
     assert stages["evaluate_A_256"].cmd == "vggrepro evaluate --run A_256"
+    assert distributed.torchrun_argv(2, "params.yaml", "A_256")[1:] == [
+        "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        "-m", "vggrepro", "--params", "params.yaml", "train", "A_256",
+    ]
+
+
+def test_the_launcher_passes_a_stop_signal_to_torchrun(tmp_path):
+    """SIGTERM to the stage command (a job manager's) reaches torchrun's process."""
+    seen = tmp_path / "seen"
+    child = (
+        "import signal, sys, time, pathlib\n"
+        f"def stop(n, f): pathlib.Path({str(seen)!r}).write_text(str(n)); sys.exit(143)\n"
+        "signal.signal(signal.SIGTERM, stop)\n"
+        f"pathlib.Path({str(seen)!r} + '.ready').write_text('')\n"
+        "time.sleep(60)\n"
+    )
+
+    def kill_when_ready():
+        deadline = time.monotonic() + 30
+        while not Path(str(seen) + ".ready").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=kill_when_ready, daemon=True).start()
+    assert distributed.launch([sys.executable, "-c", child]) == 143
+    assert seen.read_text() == str(int(signal.SIGTERM))
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the stage's own handling is back
+
+
+def test_a_train_stage_with_nproc_2_runs_under_torchrun_on_the_cpu(tmp_path):
+    raw = tiny_params()
+    raw["train"].update(nproc=2, device="cpu")
+    raw["runs"] = {"A_256": {"config": "A", "scale": 256, "init": "glorot"}}
+    ws = make_project(tmp_path / "ws", raw)
+    for stage in (("validate", "--write-knobs"), ("prepare",), ("mean_rgb",), ("train", "--run", "A_256")):
+        done = vggrepro(*stage, cwd=ws)
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"stage": "train", "run": "A_256", "processes": 2}
+    log = json.loads((ws / "runs/A_256/train_log.json").read_text())
+    assert [e["epoch"] for e in log] == [1]
+    checkpoint = torch.load(ws / "runs/A_256/model.pt", weights_only=True)
+    assert all(torch.isfinite(v).all() for v in checkpoint["state_dict"].values())

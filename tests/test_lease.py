@@ -194,3 +194,41 @@ def test_no_lock_without_a_choice(tmp_path, env, count, expected_id):
     assert (held.id, held.fd) == (expected_id, None)
     assert env == before, "CUDA_VISIBLE_DEVICES changed without a lease"
     assert not (tmp_path / lease.LEASES_DIR).exists()
+
+
+def test_a_torchrun_launch_leases_n_ids_all_or_none(tmp_path):
+    """train.nproc 2 on a host of 4 fake GPUs: two launches take disjoint pairs; a launch that
+    finds too few free waits, then stops with one line, holding none of them meanwhile."""
+    folder = lease.folder_for(tmp_path)
+    env_a, env_b = {"CUDA_VISIBLE_DEVICES": "0,1,2,3"}, {"CUDA_VISIBLE_DEVICES": "0,1,2,3"}
+    a = lease.acquire_many("train_A", 2, root=tmp_path, env=env_a)
+    b = lease.acquire_many("train_B", 2, root=tmp_path, env=env_b)
+    try:
+        assert len(set(a.ids)) == 2 and len(set(b.ids)) == 2 and not set(a.ids) & set(b.ids)
+        assert env_a["CUDA_VISIBLE_DEVICES"] == ",".join(a.ids) and env_b["CUDA_VISIBLE_DEVICES"] == ",".join(b.ids)
+    finally:
+        a.release()
+        b.release()
+    single = Holder(folder, ["0", "1", "2", "3"], "evaluate_X")
+    try:
+        taken = single.leased_id()
+        two = lease.acquire_many("train_C", 2, root=tmp_path, env={"CUDA_VISIBLE_DEVICES": "0,1,2,3"}, timeout_s=5)
+        assert taken not in two.ids
+        # One id is free, three are needed: it waits, then one line; it holds nothing meanwhile.
+        with pytest.raises(lease.LeaseTimeout, match="no 3 free GPUs for train_D after 0.3 s"):
+            lease.acquire_many("train_D", 3, root=tmp_path, env={"CUDA_VISIBLE_DEVICES": "0,1,2,3"}, timeout_s=0.3, poll_s=0.05)
+        last = lease.acquire("evaluate_Y", root=tmp_path, env={"CUDA_VISIBLE_DEVICES": "0,1,2,3"}, timeout_s=5)
+        assert last.id not in (taken, *two.ids)  # the free id was not left locked by train_D
+        last.release()
+        two.release()
+    finally:
+        single.close()
+
+
+def test_a_launch_needing_every_visible_gpu_locks_nothing_and_too_few_is_one_line(tmp_path):
+    env = {"CUDA_VISIBLE_DEVICES": "4,5"}  # a SLURM job given 2 GPUs for train.nproc 2
+    leases = lease.acquire_many("train_A", 2, root=tmp_path, env=env)
+    assert leases.ids == ["4", "5"] and all(h.fd is None for h in leases.held) and env["CUDA_VISIBLE_DEVICES"] == "4,5"
+    with pytest.raises(lease.LeaseError, match=r"^train.nproc 3 needs 3 GPUs; 2 visible \(4, 5\)$"):
+        lease.acquire_many("train_A", 3, root=tmp_path, env=env)
+    assert lease.acquire_many("train_A", 2, root=tmp_path, env={"CUDA_VISIBLE_DEVICES": ""}).ids == []

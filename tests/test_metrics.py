@@ -18,3 +18,10 @@ def test_a_tie_with_the_true_class_counts_against_the_model():
     assert true_class_rank(posteriors, torch.tensor([1])).item() == 1
     assert topk_error(posteriors, torch.tensor([1]), 1) == 100.0
     assert topk_error(posteriors, torch.tensor([1]), 2) == 0.0
+
+
+def test_a_row_that_is_not_finite_is_an_error_at_every_k():
+    posteriors = torch.tensor([[float("nan"), 0.0, 0.0], [0.7, 0.2, 0.1], [float("inf"), 0.0, 0.0]])
+    labels = torch.tensor([0, 0, 0])
+    assert topk_error(posteriors, labels, 1) == pytest.approx(200 / 3)
+    assert topk_error(posteriors, labels, 3) == pytest.approx(200 / 3)

@@ -67,23 +67,6 @@ def test_crop_forward_runs_the_head_as_matmuls_equal_to_the_conv_head(memory_for
     assert calls  # a 2 x 1 score map: the convolutional head
 
 
-def test_dense_evaluation_of_a_crop_sized_image_equals_crop_mode():
-    from vggrepro.stages.evaluate import dense_posteriors
-
-    model = small("B")
-    image = torch.randint(0, 256, (3, 64, 80), dtype=torch.uint8)  # rescaled to Q = 64: a 64 x 80 input
-    square = image[:, :, :64]
-    mean = torch.tensor([120.0, 110.0, 100.0]).view(1, 3, 1, 1)
-    std = torch.tensor([60.0, 50.0, 70.0]).view(1, 3, 1, 1)
-    dense = dense_posteriors(model, square, q=64, mean=mean, std=std, flip=True)
-    x = (square.float().unsqueeze(0) - mean) / std
-    with torch.no_grad():
-        crop = (torch.softmax(model(x), 1) + torch.softmax(model(x.flip(-1)), 1)).squeeze(0) / 2
-    torch.testing.assert_close(dense, crop, rtol=1e-6, atol=1e-6)
-    # A larger image gives a 1 x 2 score map: still one posterior vector per image.
-    assert dense_posteriors(model, image, q=64, mean=mean, std=std, flip=False).shape == (7,)
-
-
 def test_deeper_net_copies_the_first_four_convs_and_the_head_of_a():
     source = small("A", seed=1)
     target = small("D", seed=2)
@@ -116,3 +99,24 @@ def test_a_lrn_is_alexnets_formula():
     window = sum(squares[:, i : i + 8] for i in range(5))
     expected = a / (2.0 + 1e-4 * window) ** 0.75
     torch.testing.assert_close(lrn(a), expected, rtol=1e-12, atol=0)
+
+
+def test_class_scores_are_fp32_under_bf16_autocast_in_both_heads():
+    """bf16 scores tie often and a tie counts as an error: FC3 runs in fp32."""
+    model = small("A")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model(torch.randn(2, 3, 64, 64)).dtype == torch.float32  # crop: the matmul head
+        assert model.score_map(torch.randn(1, 3, 96, 80)).dtype == torch.float32  # dense: the conv head
+
+
+def test_glorot_gives_the_head_a_fully_connected_layers_bound():
+    """FC1 of E at 224 is a 25088 -> 4096 layer: Glorot's bound sqrt(6 / (25088 + 4096)), not a
+    conv's with fan_out 4096 x 49."""
+    model = VGG(ModelSpec("A", num_classes=1000, width=0.25, head_width=1024, crop=224))
+    init_weights(model, "glorot", torch.Generator().manual_seed(0))
+    fc6 = model.head.fc6.weight.detach()
+    bound = (6 / (fc6[0].numel() + fc6.shape[0])) ** 0.5
+    assert 0.99 * bound < float(fc6.abs().max()) <= bound
+    conv = model.features.conv2_1.weight.detach()  # a conv keeps torch's conv fans
+    fan_in, fan_out = conv[0].numel(), conv.shape[0] * conv[0, 0].numel()
+    assert float(conv.abs().max()) <= (6 / (fan_in + fan_out)) ** 0.5

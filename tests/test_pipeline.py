@@ -7,8 +7,15 @@ import sys
 
 from conftest import make_project, tiny_params, tool
 
-REPORTS = ("reports/results.md", "reports/metrics.json")
-OUTPUTS = ("runs/{run}/model.pt", "runs/{run}/train_log.json", "runs/{run}/posteriors.pt", "runs/{run}/eval.json")
+REPORTS = (
+    "reports/results.md", "reports/metrics.json", *(f"reports/tables/table{n}.csv" for n in (3, 4, 5, 6)),
+    "reports/figures/error-vs-depth.png", "reports/figures/error-vs-scale.png", "reports/figures/protocols.png",
+    "reports/figures/training-B_jit.png", "fusion/metrics.json", "fusion/b-b-jittered-dense.pt",
+)
+OUTPUTS = (
+    "runs/{run}/model.pt", "runs/{run}/train_log.json", "runs/{run}/eval.json",
+    "runs/{run}/eval/dense-single.pt", "runs/{run}/eval/dense.pt",
+)
 
 
 def run(cmd, cwd) -> str:
@@ -36,10 +43,20 @@ def test_dvc_and_snakemake_build_identical_reports(tmp_path):
             path = output.format(run=run_name)
             assert (with_dvc / path).read_bytes() == (with_snakemake / path).read_bytes(), path
 
-    metrics = json.loads((with_dvc / "reports/metrics.json").read_text())["table3"]
+    for protocol in ("multi-crop", "multi-crop+dense"):  # B_jit alone is in evaluate.multi_crop
+        path = f"runs/B_jit/eval/{protocol}.pt"
+        assert (with_dvc / path).read_bytes() == (with_snakemake / path).read_bytes(), path
+        assert not (with_dvc / f"runs/B_256/eval/{protocol}.pt").exists()
+
+    all_metrics = json.loads((with_dvc / "reports/metrics.json").read_text())
+    metrics = all_metrics["table3"]
     assert sorted(metrics) == sorted(params["runs"])
     for run_name, m in metrics.items():
         assert 0 <= m["top5_err"] <= m["top1_err"] <= 100, (run_name, m)
+    assert sorted(all_metrics["table4"]) == ["B_256", "B_jit"]  # the paper's Table 4 has no A
+    assert sorted(all_metrics["table5"]) == ["B_jit dense", "B_jit multi-crop", "B_jit multi-crop & dense"]
+    assert list(all_metrics["table6"]) == ["B & B jittered, dense"]
+    assert all_metrics["table5"]["B_jit dense"] == all_metrics["table4"]["B_jit"]  # one set of posteriors
     # The training curves: every declared plot draws every run's log.
     plots = json.loads(run([tool("dvc"), "plots", "show", "--json"], with_dvc))["data"]
     for title in ("training loss", "training top-1 error (%)", "held-out top-1 error (%)", "learning rate"):
@@ -49,6 +66,9 @@ def test_dvc_and_snakemake_build_identical_reports(tmp_path):
     results = (with_dvc / "reports/results.md").read_text()
     assert "| B_jit | B | [256;512] | 384 |" in results, results
     assert "| A_256 | A | 256 | 256 |" in results and "29.60 | 10.40 |" in results, results
+    assert "| B_256 | B | 256 | 224,256,288 |" in results and "28.20 | 9.60 |" in results, results  # Table 4
+    for figure in ("error-vs-depth", "error-vs-scale", "protocols", "training-A_256"):
+        assert f"](figures/{figure}.png)" in results, figure
 
     # A second call of either engine does nothing (DVC's validate runs on every call: it
     # refreshes the dataset stamp, and leaves every stage's inputs as they were).

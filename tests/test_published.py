@@ -8,19 +8,21 @@ state_dicts with torchvision's keys and one-element tensors.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io as _io
 import json
+from pathlib import Path
 
 import pytest
 import torch
 import torchvision
 from torchvision.transforms import Normalize
 
-from conftest import vggrepro
+from conftest import tiny_params, vggrepro
 from vggrepro import cli
 from vggrepro.data.normalise import channels, to_input
-from vggrepro.model import VGG, ModelSpec, load_checkpoint
+from vggrepro.model import VGG, ModelSpec, load_checkpoint, read_checkpoint
 from vggrepro.published import IMAGENET_MEAN, IMAGENET_STD, from_torchvision
 
 TOLERANCE = 1e-4
@@ -72,7 +74,7 @@ def vgg19(tmp_path_factory):
     code, stdout, stderr = _run_cli("--arch", "vgg19", "--input", str(pth), "--output", str(out))
     assert code == 0, stderr
     assert json.loads(stdout) == {"output": str(out), "arch": "vgg19", "config": "E", "num_classes": 1000}
-    return model, load_checkpoint(out), pth
+    return model, read_checkpoint(out), pth
 
 
 def test_vgg19_matches_torchvision(vgg19):
@@ -154,3 +156,68 @@ def test_a_wrong_shape_names_the_tensor():
 def test_the_command_line_reports_a_missing_file(tmp_path):
     done = vggrepro("import-weights", "--arch", "vgg13", "--input", "nope.pth", "--output", "x.pt", cwd=tmp_path)
     assert (done.returncode, done.stderr) == (2, "vggrepro import-weights: error: nope.pth: no such file\n")
+
+
+def _import_workspace(tmp_path, monkeypatch, wnids, config="A"):
+    """A workspace whose classes.csv lists wnids in that (label) order, and params with one
+    run that imports a checkpoint of `config` trained on the sorted wnids, as torchvision's are."""
+    import csv as _csv
+
+    from vggrepro import io
+    from vggrepro.params import parse_params
+
+    monkeypatch.chdir(tmp_path)
+    Path("data").mkdir()
+    with open("data/classes.csv", "w", newline="") as f:
+        w = _csv.writer(f)
+        w.writerow(["label", "wnid", "name"])
+        w.writerows([i, wnid, wnid] for i, wnid in enumerate(wnids))
+    spec = ModelSpec(config, num_classes=len(wnids), width=0.0625, head_width=16, crop=224)
+    torch.manual_seed(0)
+    model = VGG(spec)
+    checkpoint = {
+        "state_dict": model.state_dict(), "spec": dataclasses.asdict(spec), "run": {"name": "import:x", "config": config},
+        "normalise": {"mean": [1.0, 2.0, 3.0], "std": [4.0, 5.0, 6.0]}, "source": {"weights": "torchvision"},
+    }
+    io.write_torch("published.pt", checkpoint)
+    raw = tiny_params()
+    raw["geometry"]["crop"] = 224
+    raw["runs"] = {"pub": {"config": "A", "scale": 256, "init": "import", "weights": "published.pt"}}
+    raw["fuse"] = {}
+    return parse_params(raw), model
+
+
+def test_an_imported_run_is_the_checkpoint_with_its_classes_in_the_datasets_order(tmp_path, monkeypatch):
+    from vggrepro.stages import train
+
+    wnids = ["n03", "n01", "n02"]  # the dataset's label order; the weights index sorted wnids
+    params, source = _import_workspace(tmp_path, monkeypatch, wnids)
+    assert train.run(params, "pub") == {"run": "pub", "imported": "published.pt", "epochs": 0}
+    model = load_checkpoint("runs/pub/model.pt")
+    assert not model.training and model.normalise == ([1.0, 2.0, 3.0], [4.0, 5.0, 6.0])
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        ours, theirs = model(x), source.eval()(x)
+    # our label i is wnid i; the source scored it at its sorted position
+    assert torch.equal(ours, theirs[:, [sorted(wnids).index(w) for w in wnids]])
+    assert json.loads(Path("runs/pub/train_log.json").read_text()) == []
+
+
+def test_an_imported_checkpoint_of_another_config_or_class_count_is_one_line(tmp_path, monkeypatch):
+    from vggrepro.stages import train
+
+    params, _ = _import_workspace(tmp_path, monkeypatch, ["n01", "n02"], config="B")
+    with pytest.raises(ValueError, match=r"^runs.pub.weights: published.pt holds configuration B; the run says A$"):
+        train.run(params, "pub")
+
+
+def test_import_needs_weights_and_weights_need_import():
+    from vggrepro.params import ParamsError, parse_params
+
+    raw = tiny_params()
+    raw["runs"]["A_256"]["init"] = "import"
+    with pytest.raises(ParamsError, match="init: import needs weights"):
+        parse_params(raw)
+    raw["runs"]["A_256"].update(init="glorot", weights="x.pt")
+    with pytest.raises(ParamsError, match="runs.A_256.weights: given without init: import"):
+        parse_params(raw)

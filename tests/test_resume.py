@@ -52,8 +52,10 @@ def _copy(ws: Path, into: Path) -> Path:
     return Path(shutil.copytree(ws, into / "ws", symlinks=True))
 
 
-def _hash(path: Path) -> str:
-    return hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
+def _hash(model: Path) -> str:
+    """The weights' file and the training log beside it (every epoch's sums, not just the last)."""
+    log = model.with_name("train_log.json")
+    return hashlib.blake2b(model.read_bytes() + log.read_bytes(), digest_size=16).hexdigest()
 
 
 def _start(cmd: list[str], ws: Path) -> subprocess.Popen:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+import yaml
 
+from conftest import tiny_params
 from vggrepro import device, schedule
 from vggrepro.data import holdout, train_batches
 from vggrepro.data.ingest import Entry
@@ -161,3 +163,45 @@ def test_holdout_error_counts_ties_and_non_finite_scores_as_wrong():
     assert err([1.0, 1.0, 1.0]) == 100.0  # every class tied: never right
     assert err([float("nan"), 0.0, 0.0]) == 100.0  # NaN must not score as right
     assert err([2.0, 1.0, 0.0]) == 50.0  # label 0 right twice of four
+
+
+def test_an_empty_held_out_slice_is_an_error_never_zero_percent():
+    with pytest.raises(ValueError, match=r"^train.holdout: 0.0003 holds out no image of the 60 training images in 3 classes"):
+        holdout.split(_entries({0: 20, 1: 20, 2: 20}), fraction=0.0003, seed=0)
+    zero, one = channels([0.0] * 3), channels([1.0] * 3)
+    with pytest.raises(ValueError, match="the held-out slice is empty"):
+        holdout_error(_Scores([1.0, 0.0]), [], device.CPU, mean=zero, std=one)
+
+
+class _TiedScores(torch.nn.Module):
+    """Classes 0 and 1 tie on every image: argmax would call label 0 right."""
+
+    def __init__(self):
+        super().__init__()
+        self.p = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        return torch.tensor([1.0, 1.0, 0.0]).expand(len(x), -1) + 0 * self.p
+
+
+def test_training_error_counts_ties_as_the_held_out_error_does():
+    net = _TiedScores()
+    loop = Loop(net, torch.optim.SGD(net.parameters(), lr=0.0), device.CPU, channels([0.0] * 3), channels([1.0] * 3),
+                accumulation=1, global_batch=2)
+    sums = EpochSums.zeros(torch.device("cpu"))
+    images = torch.zeros(2, 3, 8, 8, dtype=torch.uint8)
+    loop.step(images, torch.zeros(2, 3), torch.tensor([0, 1]), sums, torch.full((), -1), torch.zeros((), dtype=torch.int64))
+    assert int(sums.wrong) == 2 and sums.seen == 2
+
+
+def test_a_device_the_machine_lacks_is_one_line_from_the_command(tmp_path, monkeypatch, capsys):
+    from vggrepro import cli
+
+    raw = tiny_params()
+    raw["train"]["device"] = "cuda"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert cli.main(["train", "--run", "A_256"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vggrepro train: error: train.device: cuda, but torch") and err.count("\n") == 1, err

@@ -1,12 +1,12 @@
 """The `vggrepro` command: one subcommand per stage, plus helpers.
 
-    vggrepro prepare | mean_rgb | train --run R | evaluate --run R | report
+    vggrepro prepare | mean_rgb | train --run R | evaluate --run R | fuse | report
     vggrepro model --config E --num-classes 1000 --json
     vggrepro validate            check params.yaml, the workspace and dvc.yaml
     vggrepro dvc-yaml [--check]  render dvc.yaml from the stage registry
     vggrepro use FILE            make FILE (e.g. params/imagenet-vgg19.yaml) the params.yaml, re-render dvc.yaml
     vggrepro import-weights --arch vgg19 --input F.pth --output F.pt   torchvision's weights as a checkpoint
-    vggrepro bench noop|stamp|loader|data|train   benchmarks (ratios from one run)
+    vggrepro bench noop|stamp|loader|data|train|eval   benchmarks (ratios from one run)
 
 Every stage validates the whole params.yaml first. Errors are one line on stderr, exit 2.
 """
@@ -35,8 +35,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     sub.add_parser("mean_rgb", help="mean RGB of the training split")
     for name in ("train", "evaluate"):
         p = sub.add_parser(name, help=f"{name} one run of the grid")
-        p.add_argument("--run", required=True, help="a run name from params.yaml's runs")
-    sub.add_parser("report", help="write reports/results.md and reports/metrics.json")
+        p.add_argument("--run", help="a run name from params.yaml's runs")
+        # The same as --run, for the torchrun launch: torchrun's own parser takes --run for an
+        # abbreviation of its --run-path (vggrepro.distributed.torchrun_argv).
+        p.add_argument("run_name", nargs="?", help=argparse.SUPPRESS)
+    sub.add_parser("fuse", help="average the posteriors of the ensembles in params.yaml's fuse (Table 6)")
+    sub.add_parser("report", help="write reports/results.md, the tables, figures and reports/metrics.json")
     p = sub.add_parser("model", help="describe a Table 1 configuration")
     p.add_argument("--config", required=True, help="A, A-LRN, B, C, D or E")
     p.add_argument("--num-classes", type=int, default=1000)
@@ -48,16 +52,18 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--write-knobs", action="store_true", help="also write each stage's knob file (DVC's first stage)")
     p = sub.add_parser("bench", help="benchmarks: ratios measured in one run, medians")
     p.add_argument(
-        "what", choices=["noop", "stamp", "loader", "data", "train"],
+        "what", choices=["noop", "stamp", "loader", "data", "train", "eval"],
         help="noop: both engines' no-op rerun against a toy pipeline; stamp: the dataset stamp on 100,000 files; "
         "loader: the training input pipeline against a PIL loop and the training step; "
         "data: prepare, mean_rgb and the input pipeline against PIL loops; "
-        "train: our training loop against a plain torchvision-style loop, and MFU",
+        "train: our training loop against a plain torchvision-style loop, and MFU; "
+        "eval: dense against 150-crop evaluation at three scales",
     )
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--photos", type=Path, help="data: also a folder of ILSVRC-2012 photographs (<wnid>_<name>.JPEG)")
-    p.add_argument("--geometry", choices=["params", "paper"], default="params", help="train: params.yaml's, or crop 224 at full width")
-    p.add_argument("--config", default="E", help="train: the configuration (default E, VGG-19)")
+    p.add_argument("--geometry", choices=["params", "paper"], default="params", help="train, eval: params.yaml's, or crop 224 at full width")
+    p.add_argument("--config", default="E", help="train, eval: the configuration (default E, VGG-19)")
+    p.add_argument("--images", type=int, default=16, help="eval: validation images evaluated (default 16)")
     p.add_argument("--batch", type=int, help="train: images a step (default train.batch_size)")
     p = sub.add_parser("use", help="make a params file the workspace's params.yaml and re-render dvc.yaml")
     p.add_argument("file", type=Path, help="e.g. params/imagenet-vgg19.yaml")
@@ -156,7 +162,9 @@ def _resolved(params) -> list[str]:
 
 def _stage(args) -> int:
     params = load_params(args.params)  # before importing torch: a bad file fails fast
-    run = getattr(args, "run", None)
+    run = getattr(args, "run", None) or getattr(args, "run_name", None)
+    if args.command in ("train", "evaluate") and run is None:
+        raise ParamsError(f"vggrepro {args.command}: which run? expected --run NAME (one of {', '.join(params.runs)})")
     if run is not None and run not in params.runs:
         raise ParamsError(f"{args.params}: runs.{run}: no such run (expected one of {', '.join(params.runs)})")
     from vggrepro.stages import run_stage
@@ -190,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
                 bench.main(repeat=args.repeat, photos=args.photos)
             elif args.what == "train":
                 bench.main(repeat=args.repeat, geometry=args.geometry, config=args.config, batch=args.batch)
+            elif args.what == "eval":
+                bench.main(repeat=args.repeat, geometry=args.geometry, config=args.config, images=args.images)
             else:
                 bench.main(repeat=args.repeat)
             return 0

@@ -22,7 +22,7 @@ DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("bf16", "fp32")
 
 
-class DeviceError(RuntimeError):
+class DeviceError(ValueError):
     """A device the params ask for that this machine cannot give; one line."""
 
 

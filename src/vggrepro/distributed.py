@@ -1,17 +1,23 @@
 """Data parallelism under torchrun (Sec. 3.1 trained on 4 GPUs the same way: each GPU takes a
 share of every batch, and the gradients are averaged).
 
-    torchrun --standalone --nproc_per_node=N --no-python vggrepro train --run E_256
+With params.yaml `train.nproc: N` the stage command `vggrepro train --run E_256` leases N GPUs
+(vggrepro.lease; on a shared workstation) and launches itself under torchrun:
 
-(params.yaml `train.nproc: N` makes the stage command exactly that.) Each process reads its
-share of every global batch (vggrepro.data.train_batches), DistributedDataParallel averages
-the gradients (NCCL between GPUs, gloo on the CPU), and process 0 alone writes files and logs.
-Without torchrun the world is one process and nothing here does anything.
+    python -m torch.distributed.run --standalone --nproc_per_node=N -m vggrepro train E_256
+
+Each process reads its share of every global batch (vggrepro.data.train_batches),
+DistributedDataParallel averages the gradients (NCCL between GPUs, gloo on the CPU), and
+process 0 alone writes files and logs. Without torchrun the world is one process and nothing
+here does anything.
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -79,3 +85,38 @@ def any_true(world: World, flag: bool, device: torch.device) -> bool:
     t = torch.tensor([int(flag)], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
+
+
+def first_index(world: World, index: torch.Tensor) -> int:
+    """The smallest of the processes' indices (a 0-d int64 tensor each; -1 for none), or -1."""
+    if world.size == 1:
+        return int(index)
+    none = torch.iinfo(torch.int64).max
+    t = torch.where(index < 0, torch.full_like(index, none), index).reshape(1)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return -1 if int(t) == none else int(t)
+
+
+def torchrun_argv(nproc: int, params_path: str, run: str) -> list[str]:
+    """The command that runs `vggrepro train --run run` as nproc torchrun processes on this host."""
+    return [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+        "-m", "vggrepro", "--params", params_path, "train", run,  # not --run: see vggrepro.cli
+    ]
+
+
+def launch(argv: list[str]) -> int:
+    """Runs argv (torchrun) to its end and returns its exit status. SIGTERM and SIGINT sent to
+    this process alone (a job manager's) reach torchrun, which passes them to every process:
+    each saves the resume point and stops at the same step."""
+    child = subprocess.Popen(argv)
+
+    def forward(signum, _frame) -> None:
+        child.send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return child.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

@@ -54,6 +54,10 @@ TIMEOUT_S = 60.0
 POLL_S = 0.5
 
 
+class LeaseError(ValueError):
+    """Devices that cannot be counted or leased as asked; one line."""
+
+
 class LeaseTimeout(TimeoutError):
     """Every device stayed held for timeout_s (a TimeoutError: the CLI prints it as one line)."""
 
@@ -134,7 +138,7 @@ def device_count() -> int:
     )
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"counting CUDA devices failed (exit {done.returncode}): {last}")
+        raise LeaseError(f"counting CUDA devices failed (exit {done.returncode}): {last}")
     return int(done.stdout.strip())
 
 
@@ -183,6 +187,75 @@ def lease_device(
         time.sleep(min(poll_s, left))
 
 
+@dataclass
+class Leases:
+    """Several held device ids, for a torchrun job of nproc processes (see acquire_many)."""
+
+    held: list[Lease]
+
+    @property
+    def ids(self) -> list[str]:
+        return [lease.id for lease in self.held]
+
+    def release(self) -> None:
+        for lease in self.held:
+            lease.release()
+
+
+def lease_devices(
+    ids: Sequence[str], n: int, *, folder: Path, holder: str, timeout_s: float = TIMEOUT_S, poll_s: float = POLL_S
+) -> Leases:
+    """Locks n of ids, all or none: while fewer than n are free, whatever was locked is let go
+    again (two jobs each holding half of what both need would otherwise wait on each other)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout_s
+    waiting = False
+    while True:
+        held = []
+        for i in ids:
+            fd = _try_lock(folder / f"gpu-{_safe(i)}.lock")
+            if fd is not None:
+                held.append(Lease(i, folder / f"gpu-{_safe(i)}.lock", fd))
+                if len(held) == n:
+                    for lease in held:
+                        _write_holder(lease.fd, holder)
+                    return Leases(held)
+        for lease in held:
+            lease.release()
+        left = deadline - time.monotonic()
+        if left <= 0:
+            busy = ", ".join(f"{i} ({_holder_of(folder / f'gpu-{_safe(i)}.lock')})" for i in ids)
+            raise LeaseTimeout(
+                f"no {n} free GPUs for {holder} after {timeout_s:g} s: leased: {busy} (locks in {folder})"
+            )
+        if not waiting:
+            _stderr(f"vggrepro: {holder}: fewer than {n} of {len(ids)} GPUs are free; waiting up to {timeout_s:g} s")
+            waiting = True
+        time.sleep(min(poll_s, left))
+
+
+def acquire_many(
+    holder: str, n: int, *, root: Path, env: MutableMapping[str, str] | None = None, count: int | None = None,
+    timeout_s: float = TIMEOUT_S, poll_s: float = POLL_S,
+) -> Leases:
+    """acquire() for a torchrun launch of n processes, one GPU each, before torchrun starts:
+    leases n of the visible ids and makes exactly those visible. Nothing is locked where no
+    more than n are visible (nothing to choose: a SLURM job given n GPUs); fewer than n is an
+    error of one line."""
+    target = os.environ if env is None else env
+    ids = visible_ids(target, count)
+    if not ids:
+        return Leases([])
+    if len(ids) < n:
+        raise LeaseError(f"train.nproc {n} needs {n} GPUs; {len(ids)} visible ({', '.join(ids)})")
+    if len(ids) == n:
+        return Leases([Lease(i) for i in ids])
+    leases = lease_devices(ids, n, folder=folder_for(root), holder=holder, timeout_s=timeout_s, poll_s=poll_s)
+    target["CUDA_VISIBLE_DEVICES"] = ",".join(leases.ids)
+    return leases
+
+
 def apply(lease: Lease, env: MutableMapping[str, str] | None = None) -> None:
     """Makes the leased id the only visible device (cuda:0) for this process and its children.
 
@@ -194,7 +267,7 @@ def apply(lease: Lease, env: MutableMapping[str, str] | None = None) -> None:
         env = os.environ
         torch = sys.modules.get("torch")
         if torch is not None and torch.cuda.is_initialized():
-            raise RuntimeError("CUDA is already initialised in this process: lease a device before the first CUDA call")
+            raise LeaseError("CUDA is already initialised in this process: lease a device before the first CUDA call")
     env["CUDA_VISIBLE_DEVICES"] = lease.id
 
 
@@ -262,8 +335,11 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def for_stage(train: dict, *, holder: str) -> Lease:
-    """The lease of a train or evaluate stage: none when params.yaml's train.device is cpu."""
+def for_stage(train: dict, *, holder: str, n: int = 1) -> Lease | Leases:
+    """The lease of a train or evaluate stage (n GPUs: a torchrun launch of n processes):
+    none when params.yaml's train.device is cpu."""
     if train.get("device", "auto") == "cpu":
         return Lease(None)
+    if n > 1:
+        return acquire_many(holder, n, root=Path.cwd())
     return acquire(holder, root=Path.cwd())

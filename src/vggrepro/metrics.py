@@ -10,9 +10,17 @@ import torch
 
 
 def true_class_rank(posteriors: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """0 when the true class alone has the highest posterior."""
+    """0 when the true class alone has the highest posterior; a row with a value that is not
+    finite ranks last (NaN compares false to everything and would otherwise rank first)."""
     true = posteriors.gather(1, labels.view(-1, 1))
-    return (posteriors >= true).sum(dim=1) - 1
+    rank = (posteriors >= true).sum(dim=1) - 1
+    return torch.where(torch.isfinite(posteriors).all(dim=1), rank, posteriors.shape[1])
+
+
+def top1_wrong(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """How many of the rows are top-1 errors, ties and non-finite rows counted wrong, as a 0-d
+    tensor on the scores' device (training counts it without waiting for the device)."""
+    return (true_class_rank(scores, labels) >= 1).sum()
 
 
 def topk_error(posteriors: torch.Tensor, labels: torch.Tensor, k: int) -> float:

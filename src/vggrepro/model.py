@@ -122,7 +122,16 @@ class VGG(nn.Module):
 
     def score_map(self, x: torch.Tensor) -> torch.Tensor:
         """Class scores at every position: (N, classes, h, w); 1 x 1 on a crop."""
-        return self.head(self.features(x))
+        return self._class_scores(self.head[:-1](self.features(x)))
+
+    def _class_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """FC3 in fp32 even under bf16 autocast: bf16 scores 8 to 16 apart by 0.0625 tie often
+        (about 3% of 1000-class rows), and ties count as errors. It costs one small matmul."""
+        fc8 = self.head.fc8
+        with torch.autocast(x.device.type, enabled=False):
+            if x.dim() == 2:
+                return F.linear(x.float(), fc8.weight.flatten(1), fc8.bias)
+            return F.conv2d(x.float(), fc8.weight, fc8.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Class scores (N, classes): the score map averaged over space (Sec. 3.2).
@@ -135,15 +144,14 @@ class VGG(nn.Module):
         k = self.spec.crop // DOWNSAMPLING
         if features.shape[-2:] == (k, k):
             return self._head_as_matmul(features)
-        return self.head(features).mean(dim=(2, 3))
+        return self._class_scores(self.head[:-1](features)).mean(dim=(2, 3))
 
     def _head_as_matmul(self, features: torch.Tensor) -> torch.Tensor:
         h = self.head
         x = F.linear(_flat_like(features, h.fc6.weight), _flat_like(h.fc6.weight, h.fc6.weight), h.fc6.bias)
         x = h.drop6(h.relu6(x))
         x = F.linear(x, h.fc7.weight.flatten(1), h.fc7.bias)
-        x = h.drop7(h.relu7(x))
-        return F.linear(x, h.fc8.weight.flatten(1), h.fc8.bias)
+        return self._class_scores(h.drop7(h.relu7(x)))
 
 
 def _flat_like(t: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -179,13 +187,17 @@ def init_weights(model: VGG, scheme: str, generator: torch.Generator, std: float
       the paper; with inputs of unit variance it keeps the narrow nets of the CPU default off
       the plateau (constant output, loss ln(classes)) where the other schemes sat for epochs.
     """
+    head = {id(m) for m in model.head.modules()}
     for m in model.modules():
         if not isinstance(m, nn.Conv2d):
             continue
         if scheme == "normal":
             nn.init.normal_(m.weight, mean=0.0, std=std, generator=generator)
         elif scheme == "glorot":
-            nn.init.xavier_uniform_(m.weight, generator=generator)
+            # FC1-FC3 are the paper's fully connected layers: their fans are a Linear's (FC1:
+            # 25088 in, 4096 out), not a conv's (which would count 4096 x 49 out, a 2.8x smaller bound).
+            weight = m.weight.view(m.out_channels, -1) if id(m) in head else m.weight
+            nn.init.xavier_uniform_(weight, generator=generator)
         elif scheme == "kaiming":
             nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu", generator=generator)
         else:
@@ -220,9 +232,21 @@ def transfer_from(model: VGG, source_state: dict[str, torch.Tensor], source_conf
     return sorted(set(copied))
 
 
-def load_checkpoint(path: str | Path) -> dict:
-    """A project checkpoint (weights, spec, run, normalisation), tensors on the CPU."""
+def read_checkpoint(path: str | Path) -> dict:
+    """A project checkpoint as saved (weights, spec, run, normalisation), tensors on the CPU."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such checkpoint; run its train stage first")
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> VGG:
+    """The network of a project checkpoint (a trained run's, or published weights imported by
+    `vggrepro import-weights`) on `device`, in eval mode. `model.normalise` holds the per-channel
+    (mean, std) on the 0..255 scale its inputs must be normalised with
+    (vggrepro.data.normalise.to_input)."""
+    checkpoint = read_checkpoint(path)
+    model = VGG(ModelSpec(**checkpoint["spec"]))
+    model.load_state_dict(checkpoint["state_dict"])
+    model.normalise = (checkpoint["normalise"]["mean"], checkpoint["normalise"]["std"])
+    return model.to(device).eval()

@@ -19,3 +19,30 @@ def table3_row(config: str, train_s: str) -> tuple[str, float, float] | None:
         if cfg == config and s == train_s:
             return q, top1, top5
     return None
+
+
+def table4_row(config: str, train_s: str) -> tuple[str, float, float] | None:
+    """(test Q set, top-1 err, top-5 err) of Table 4 (dense, multi-scale), if the paper has the row."""
+    for cfg, s, qs, top1, top5 in facts()["table4_multi_scale"]:
+        if cfg == config and s == train_s:
+            return qs, top1, top5
+    return None
+
+
+def table5_row(config: str, train_s: str, method: str) -> tuple[float, float] | None:
+    """(top-1 err, top-5 err) of Table 5 for a config and method ("dense", "multi-crop",
+    "multi-crop & dense"); the paper's rows are all S in [256;512] tested at {256, 384, 512}."""
+    if train_s != "[256;512]":
+        return None
+    for cfg, m, top1, top5 in facts()["table5_eval_methods"]:
+        if cfg == config and m == method:
+            return top1, top5
+    return None
+
+
+def table6_row(name: str) -> tuple[float, float, float | None] | None:
+    """(top-1 val err, top-5 val err, top-5 test err) of Table 6 for an ensemble named as the paper's row."""
+    for row_name, top1, top5, top5_test in facts()["table6_fusion"]:
+        if row_name == name:
+            return top1, top5, top5_test
+    return None

@@ -25,6 +25,16 @@ from ruamel.yaml.error import MarkedYAMLError
 
 PAPER_CROP = 224  # Sec. 2.1; geometry.crop / PAPER_CROP scales every S and Q
 INIT_SCHEMES = ("normal", "glorot", "kaiming")  # random initialisations, vggrepro.model.init_weights
+IMPORT = "import"  # init: a checkpoint from outside the grid (runs.<name>.weights), not trained
+# What an evaluate stage saves per run (Sec. 3.2, 4): dense at the single test scale Q (Table 3);
+# dense at three scales (Table 4); 150 crops at those scales; the two averaged (Table 5).
+PROTOCOLS = {
+    "dense-single": "dense, single scale",
+    "dense": "dense, multi-scale",
+    "multi-crop": "multi-crop, multi-scale",
+    "multi-crop+dense": "multi-crop & dense, multi-scale",
+}
+MULTI_CROP_PROTOCOLS = ("multi-crop", "multi-crop+dense")
 
 
 class ParamsError(ValueError):
@@ -70,9 +80,10 @@ class Run:
     name: str
     config: str
     scale: tuple[int, int]  # (S_min, S_max) in the paper's pixels; equal for a fixed S
-    init: str  # "normal", "glorot", or the name of another run
+    init: str  # "normal", "glorot", "kaiming", "import", or the name of another run
     lr: float
     max_epochs: int
+    weights: str | None = None  # init "import": the checkpoint (e.g. from `vggrepro import-weights`)
 
     @property
     def jittered(self) -> bool:
@@ -89,8 +100,20 @@ class Run:
         return (self.scale[0] + self.scale[1]) / 2
 
     @property
+    def multi_scale_q(self) -> tuple[float, float, float]:
+        """Sec. 4.2: {S-32, S, S+32} for a fixed S, {S_min, 0.5 (S_min + S_max), S_max} jittered."""
+        if self.jittered:
+            return (self.scale[0], self.single_scale_q, self.scale[1])
+        s = self.scale[0]
+        return (s - 32, s, s + 32)
+
+    @property
     def init_run(self) -> str | None:
-        return None if self.init in INIT_SCHEMES else self.init
+        return None if self.init in (*INIT_SCHEMES, IMPORT) else self.init
+
+    @property
+    def imported(self) -> bool:
+        return self.init == IMPORT
 
 
 @dataclass(frozen=True)
@@ -109,9 +132,16 @@ class Params:
                 init=r["init"],
                 lr=float(r.get("lr", train["lr"])),
                 max_epochs=int(r.get("max_epochs", train["max_epochs"])),
+                weights=r.get("weights"),
             )
             for name, r in self.raw["runs"].items()
         }
+
+    @property
+    def multi_crop_runs(self) -> list[str]:
+        """evaluate.multi_crop's runs that the grid holds (like fuse's members, the others are
+        left out: the default names the paper's D and E runs, whatever a grid keeps of them)."""
+        return [r for r in self.raw["evaluate"].get("multi_crop", []) if r in self.runs]
 
     @property
     def crop(self) -> int:
@@ -187,11 +217,17 @@ def _check_semantics(p: Params) -> None:
                 f"{key}.scale: smallest S {s_min} is {s_min * p.crop / PAPER_CROP:.1f} px at geometry.crop {p.crop} "
                 f"(x {p.crop}/{PAPER_CROP}), smaller than the crop; expected S >= {PAPER_CROP}"
             )
-        if run.init not in INIT_SCHEMES and run.init not in runs:
+        if run.init not in (*INIT_SCHEMES, IMPORT) and run.init not in runs:
             raise ParamsError(
-                f"{key}.init: {run.init!r} is neither a run of the grid nor one of {', '.join(INIT_SCHEMES)}"
+                f"{key}.init: {run.init!r} is neither a run of the grid nor one of {', '.join((*INIT_SCHEMES, IMPORT))}"
+            )
+        if run.imported != (run.weights is not None):
+            raise ParamsError(
+                f"{key}.weights: given without init: import" if run.weights is not None
+                else f"{key}: init: import needs weights: the checkpoint to evaluate (from `vggrepro import-weights`)"
             )
     _check_batch(p.raw["train"])
+    _check_evaluation(p)
     for name in runs:  # follow each chain until it reaches a random scheme or comes back
         seen = [name]
         while (parent := runs[seen[-1]].init_run) is not None:
@@ -199,7 +235,7 @@ def _check_semantics(p: Params) -> None:
                 cycle = " -> ".join(seen[seen.index(parent):] + [parent])
                 raise ParamsError(
                     f"runs.{name}.init: initialisation cycle {cycle}; "
-                    f"expected a chain ending in one of {', '.join(INIT_SCHEMES)}"
+                    f"expected a chain ending in one of {', '.join((*INIT_SCHEMES, IMPORT))}"
                 )
             seen.append(parent)
     for name, run in runs.items():
@@ -215,6 +251,33 @@ def _check_semantics(p: Params) -> None:
         raise ParamsError(
             f"data.embedded.min_side ({emb['min_side']}) > data.embedded.max_side ({emb['max_side']})"
         )
+
+
+def _check_evaluation(p: Params) -> None:
+    runs, multi_crop = p.runs, p.multi_crop_runs
+    for name, run in runs.items():
+        q = min(run.multi_scale_q)
+        if q < PAPER_CROP:
+            raise ParamsError(
+                f"runs.{name}.scale: its smallest test scale Q={q:g} is below the crop {PAPER_CROP} (Sec. 4.2 tests "
+                f"at {{S-32, S, S+32}}); expected S >= {PAPER_CROP + 32} for a fixed S"
+            )
+    for fusion, members in p.raw.get("fuse", {}).items():
+        for member in members:
+            run, protocol = member.split("/", 1)
+            if protocol not in PROTOCOLS:
+                raise ParamsError(
+                    f"fuse.{fusion}: {member!r} names protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}"
+                )
+            if protocol in MULTI_CROP_PROTOCOLS and run in runs and run not in multi_crop:
+                raise ParamsError(
+                    f"fuse.{fusion}: {member!r} needs {run}'s multi-crop posteriors; add {run} to evaluate.multi_crop"
+                )
+
+
+def fused_members(p: Params, fusion: str) -> list[tuple[str, str]]:
+    """(run, protocol) of a fuse entry whose runs the grid holds, in the order given."""
+    return [tuple(m.split("/", 1)) for m in p.raw.get("fuse", {})[fusion] if m.split("/", 1)[0] in p.runs]
 
 
 def _check_batch(train: dict) -> None:

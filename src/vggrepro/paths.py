@@ -7,6 +7,22 @@ DATA_STAMP = ".vggrepro/data-stamp.json"  # vggrepro.datastamp: an input of prep
 MEAN_RGB = "data/mean_rgb.json"
 RESULTS_MD = "reports/results.md"
 METRICS_JSON = "reports/metrics.json"
+FIGURES_DIR = "reports/figures"
+SUMMARY_FIGURES = ("error-vs-depth", "error-vs-scale", "protocols")
+
+
+def figure(name: str) -> str:
+    return f"{FIGURES_DIR}/{name}.png"
+
+
+def figures(runs) -> list[str]:
+    """Every figure of the report: training curves per run, then the summary figures."""
+    return [figure(f"training-{run}") for run in runs] + [figure(name) for name in SUMMARY_FIGURES]
+
+
+def table(number: int) -> str:
+    """One of the paper's tables, our numbers beside its numbers, as CSV."""
+    return f"reports/tables/table{number}.csv"
 
 
 def model(run: str) -> str:
@@ -18,8 +34,21 @@ def train_log(run: str) -> str:
     return f"runs/{run}/train_log.json"
 
 
-def posteriors(run: str) -> str:
-    return f"runs/{run}/posteriors.pt"
+def protocol_posteriors(run: str, protocol: str) -> str:
+    """The soft-max posteriors of the val split by one protocol (vggrepro.params.PROTOCOLS)."""
+    return f"runs/{run}/eval/{protocol}.pt"
+
+
+FUSION_DIR = "fusion"
+
+
+def fused(name: str) -> str:
+    """The posteriors of a fuse entry (Table 6); its name made a file name."""
+    slug = "".join(c if c.isalnum() else "-" for c in name.lower())
+    return f"{FUSION_DIR}/{'-'.join(filter(None, slug.split('-')))}.pt"
+
+
+FUSION_METRICS = f"{FUSION_DIR}/metrics.json"
 
 
 def eval_metrics(run: str) -> str:

@@ -19,7 +19,7 @@ import yaml
 
 from vggrepro import paths
 from vggrepro.codedeps import stage_code
-from vggrepro.params import Params, lookup
+from vggrepro.params import MULTI_CROP_PROTOCOLS, PROTOCOLS, Params, fused_members, lookup
 
 PARAMS_FILE = "params.yaml"
 DVC_YAML = "dvc.yaml"
@@ -43,6 +43,8 @@ class Out:
     metric: bool = False  # read by `dvc metrics show`
     directory: bool = False
     persist: bool = False  # DVC does not delete it before the stage runs (the stage updates it)
+    # `snakemake --report`: (category, caption file in workflow/report/) for the HTML report
+    report: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class Stage:
     always_changed: bool = False  # DVC runs it on every call (the dataset stamp must be fresh)
 
 
+TABLES = (3, 4, 5, 6)  # reports/tables/table<N>.csv, the paper's Tables 3 to 6
 TRAIN_LOG_NAME = paths.train_log("").rsplit("/", 1)[1]
 PLOTS = {  # plot id -> field of the training logs (vggrepro.stages.train)
     "training loss": "loss",
@@ -77,11 +80,6 @@ def _stage(name: str, cmd: str, module: str, inputs: list[str], params: list[str
     return Stage(name, cmd, deps, params, outs, code=stage_code(f"vggrepro.stages.{module}"))
 
 
-def _train_cmd(run: str, nproc: int) -> str:
-    """One process, or torchrun's nproc data-parallel ones (vggrepro.distributed)."""
-    if nproc == 1:
-        return f"vggrepro train --run {run}"
-    return f"torchrun --standalone --nproc_per_node={nproc} --no-python vggrepro train --run {run}"
 
 
 def build(params: Params) -> list[Stage]:
@@ -100,18 +98,21 @@ def build(params: Params) -> list[Stage]:
     runs = params.runs
     for name in _init_order(params):
         run = runs[name]
-        init = [paths.model(run.init_run)] if run.init_run else []
+        init = [paths.model(run.init_run)] if run.init_run else [run.weights] if run.imported else []
         stages.append(
             _stage(
                 f"train_{name}",
-                _train_cmd(name, params.raw["train"].get("nproc", 1)),
+                # train.nproc > 1: the command leases that many GPUs and runs itself under torchrun
+                f"vggrepro train --run {name}",
                 "train",
                 [paths.MANIFEST, paths.CLASSES, paths.MEAN_RGB, *init],
                 ["seed", "threads", "data.root", "model", "geometry", *train_keys, "augment", f"runs.{name}"],
                 [Out(paths.model(name)), Out(paths.train_log(name))],
             )
         )
+    multi_crop = params.multi_crop_runs
     for name in runs:
+        protocols = [p for p in PROTOCOLS if name in multi_crop or p not in MULTI_CROP_PROTOCOLS]
         stages.append(
             _stage(
                 f"evaluate_{name}",
@@ -119,17 +120,30 @@ def build(params: Params) -> list[Stage]:
                 "evaluate",
                 [paths.model(name), paths.MANIFEST, paths.MEAN_RGB],
                 ["threads", "data.root", "geometry", *[k for k in COMPUTE_KEYS if k in train_keys], "evaluate", f"runs.{name}"],
-                [Out(paths.posteriors(name)), Out(paths.eval_metrics(name))],
+                [*(Out(paths.protocol_posteriors(name, p)) for p in protocols), Out(paths.eval_metrics(name))],
             )
         )
+    fusions = {f: fused_members(params, f) for f in params.raw.get("fuse", {})}
+    stages.append(
+        _stage(
+            "fuse",
+            "vggrepro fuse",
+            "fuse",
+            list(dict.fromkeys(paths.protocol_posteriors(r, p) for members in fusions.values() for r, p in members)),
+            ["fuse"],  # which members the grid holds: the inputs say (a run added or removed changes them)
+            [*(Out(paths.fused(f)) for f, members in fusions.items() if members), Out(paths.FUSION_METRICS)],
+        )
+    )
     stages.append(
         _stage(
             "report",
             "vggrepro report",
             "report",
-            [p for n in runs for p in (paths.eval_metrics(n), paths.train_log(n))],
-            [*data_keys, "model", "geometry", *train_keys, "augment", "evaluate", "runs"],
-            [Out(paths.RESULTS_MD, cache=False), Out(paths.METRICS_JSON, cache=False, metric=True)],
+            [*(p for n in runs for p in (paths.eval_metrics(n), paths.train_log(n))), paths.FUSION_METRICS],
+            [*data_keys, "model", "geometry", *train_keys, "augment", "evaluate", "fuse", "runs"],
+            [Out(paths.RESULTS_MD, cache=False), Out(paths.METRICS_JSON, cache=False, metric=True),
+             *(Out(paths.table(t), cache=False, report=("Tables", f"table{t}.rst")) for t in TABLES),
+             *(Out(f, cache=False, report=_figure_report(f)) for f in paths.figures(runs))],
         )
     )
     validate = Stage(
@@ -145,6 +159,11 @@ def build(params: Params) -> list[Stage]:
         always_changed=True,  # the dataset stamp is read afresh on every call, as by Snakemake
     )
     return [validate, *stages]
+
+
+def _figure_report(path: str) -> tuple[str, str]:
+    name = path.rsplit("/", 1)[1].removesuffix(".png")
+    return ("Training curves", "training.rst") if name.startswith("training-") else ("Figures", f"{name}.rst")
 
 
 def snakemake_stages(stages: list[Stage]) -> list[Stage]:

@@ -3,8 +3,8 @@ accuracy stopped improving. In total, the learning rate was decreased 3 times, a
 learning was stopped after 370K iterations (74 epochs)".
 
 torch's ReduceLROnPlateau watches the held-out error (vggrepro.data.holdout; never the val
-split the tables report): after `patience` epochs without improvement it divides the rate by
-1 / factor. The run stops when the error plateaus once more after the last allowed decrease,
+split the tables report): it tolerates `patience` epochs without improvement and divides the
+rate by 1 / factor on the next one (so patience 2 decreases after 3 such epochs in a row). The run stops when the error plateaus once more after the last allowed decrease,
 or at max_epochs, whichever comes first.
 """
 

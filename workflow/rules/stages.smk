@@ -2,6 +2,29 @@
 # nothing here names a stage by hand. DVC's `validate` stage has no rule: the Snakefile
 # runs the same checks at parse time.
 
+TRAIN_RUNTIME_MIN = 3 * 24 * 60  # a training job's SLURM time limit
+STAGE_RUNTIME_MIN = 4 * 60
+
+
+def _gpus(stage):
+    if PARAMS.raw["train"].get("device", "auto") == "cpu":
+        return 0
+    if stage.startswith("train_"):
+        return PARAMS.raw["train"].get("nproc", 1)
+    return 1 if stage.startswith("evaluate_") else 0
+
+
+def _output(out):
+    """An output as the rule declares it: a directory, or marked for `snakemake --report`
+    with its caption (workflow/report/) and category."""
+    if out.directory:
+        return directory(out.path)
+    if out.report:
+        category, caption = out.report
+        return report(out.path, caption=f"../report/{caption}", category=category)
+    return out.path
+
+
 for _stage in registry.snakemake_stages(STAGES):
 
     # The command is bound through params, not written in shell:, because a rule defined in
@@ -14,14 +37,19 @@ for _stage in registry.snakemake_stages(STAGES):
         input:
             _stage.deps,
         output:
-            [directory(o.path) if o.directory else o.path for o in _stage.outs],
+            [_output(o) for o in _stage.outs],
         params:
             cmd=_stage.cmd,
         threads: PARAMS.raw["threads"]
-        # One GPU per training or evaluation job (none with train.device: cpu). Locally it limits nothing unless the run
-        # passes `--resources gpu=K` (then K such jobs at once; Snakemake assigns no device,
-        # so a stage leases one through vggrepro.lease); the SLURM executor submits --gpus=1.
+        # GPUs per job: train.nproc for a training run (one per torchrun process), one for an
+        # evaluation, none with train.device: cpu. Locally it limits nothing unless the run passes
+        # `--resources gpu=K` (then at most K GPUs busy at once; Snakemake assigns no device, so a
+        # stage leases its own through vggrepro.lease); the SLURM executor submits --gpus=N.
+        # cpus_per_task and runtime are for SLURM (locally unused): torch's threads plus the
+        # decoding workers, and days for a training run (it resumes if the limit cuts it short).
         resources:
-            gpu=1 if _stage.name.startswith(("train_", "evaluate_")) and PARAMS.raw["train"].get("device", "auto") != "cpu" else 0,
+            gpu=_gpus(_stage.name),
+            cpus_per_task=PARAMS.raw["threads"] + PARAMS.raw["data"].get("workers", 2),
+            runtime=TRAIN_RUNTIME_MIN if _stage.name.startswith("train_") else STAGE_RUNTIME_MIN,
         shell:
             "{params.cmd}"

@@ -31,6 +31,7 @@ from vggrepro.data.train_batches import train_loader
 from vggrepro.data.transforms import TrainTransform
 from vggrepro.model import VGG, ModelSpec
 from vggrepro.params import load_params
+from vggrepro.training import sgd
 
 IMAGES = 2000
 STEPS = 30
@@ -78,7 +79,7 @@ def _model(params, config: str, classes: int):
     model = model.to(memory_format=torch.channels_last).train()
     # lr 0: the same work per step, and weights that never drift into denormal-slow values
     # (a net trained on one batch over and over soon would).
-    return model, torch.optim.SGD(model.parameters(), lr=0.0, momentum=0.9, weight_decay=5e-4)
+    return model, sgd(model.parameters(), lr=0.0, momentum=0.9, weight_decay=5e-4)
 
 
 def _step(model, optimizer, x, y) -> None:

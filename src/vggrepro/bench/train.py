@@ -37,7 +37,7 @@ from vggrepro.data.train_batches import RESIDENT_BYTES, resident_bytes, train_lo
 from vggrepro.data.transforms import TrainTransform
 from vggrepro.model import VGG, ModelSpec, init_weights
 from vggrepro.params import PAPER_CROP, load_params
-from vggrepro.training import EpochSums, Loop
+from vggrepro.training import EpochSums, Loop, sgd
 
 STEPS = 10
 
@@ -111,7 +111,7 @@ def _cycle(batches):
 
 
 def _ours(model, compute, batches, batch: int, repeat: int, *, fed: bool) -> float:
-    opt = torch.optim.SGD(model.parameters(), lr=0.0, momentum=0.9, weight_decay=5e-4)  # lr 0: same work, no drift
+    opt = sgd(model.parameters(), lr=0.0, momentum=0.9, weight_decay=5e-4)  # lr 0: same work, no drift
     loop = Loop(model, opt, compute, channels([0.0] * 3).to(compute.device), channels([1.0] * 3).to(compute.device),
                 accumulation=1, global_batch=batch)
     sums = EpochSums.zeros(compute.device)

@@ -28,4 +28,10 @@ def split(entries: list[Entry], *, fraction: float, seed: int) -> tuple[list[Ent
     for items in by_class.values():
         n = min(len(items) - 1, math.floor(fraction * len(items) + 0.5))
         held.update(e.path for e in sorted(items, key=lambda e: _draw(seed, e.path))[:n])
+    if entries and not held:
+        raise ValueError(
+            f"train.holdout: {fraction:g} holds out no image of the {len(entries)} training images in "
+            f"{len(by_class)} classes (round({fraction:g} x images) per class); expected a fraction giving "
+            "at least one held-out image a class"
+        )
     return [e for e in entries if e.path not in held], [e for e in entries if e.path in held]

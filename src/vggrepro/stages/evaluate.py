@@ -1,56 +1,73 @@
-"""evaluate_<run>: dense single-scale evaluation (Sec. 3.2, Table 3).
+"""evaluate_<run>: the test protocols of Sec. 3.2 and 4 on the validation split.
 
-Each validation image is isotropically rescaled so its smallest side is Q (Q = S for a fixed
-S, 0.5 (S_min + S_max) for a jittered S), the fully convolutional net is applied to the whole
-image, its class score map is averaged, and the soft-max posteriors of the image and its
-horizontal flip are averaged. The posteriors are saved for later fusion.
+Each validation image is decoded once, and from it (vggrepro.protocols):
+- dense-single: dense evaluation at the single test scale Q (Q = S for a fixed S,
+  0.5 (S_min + S_max) for a jittered S; Table 3);
+- dense: dense evaluation averaged over three scales ({S-32, S, S+32}, or {S_min, mid, S_max};
+  Table 4);
+- for the runs in evaluate.multi_crop, multi-crop (a 5 x 5 grid of crops and their flips at
+  each of the three scales, 150 crops; Table 5) and multi-crop+dense, the two averaged.
+Dense runs once per distinct Q (the single Q is one of the three). Each protocol's posteriors
+are checked (finite, rows summing to 1) and saved once, so fusion and the report never run a
+forward pass again.
 """
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from tqdm import tqdm
 
-from vggrepro import device, io, lease, paths, workspace
-from vggrepro.data import images, ingest, loader
-from vggrepro.data.normalise import channels, to_input
+from vggrepro import device, io, lease, paths, protocols, workspace
+from vggrepro.data import ingest, loader
+from vggrepro.data.normalise import channels
 from vggrepro.device import CPU, Compute
 from vggrepro.metrics import topk_error
-from vggrepro.model import VGG, ModelSpec, load_checkpoint
-from vggrepro.params import Params
+from vggrepro.model import VGG, load_checkpoint
+from vggrepro.params import PROTOCOLS, Params
 
-
-@torch.inference_mode()
-def posteriors_at_q(
-    model: VGG, image: torch.Tensor, *, mean: torch.Tensor, std: torch.Tensor, flip: bool, compute: Compute = CPU
-) -> torch.Tensor:
-    """Soft-max class posteriors (classes,) of one uint8 image already rescaled to Q, in fp32
-    on the CPU: the class score map averaged (the model's forward, in the run's precision),
-    then the soft-max in fp32, then the image's and its flip's posteriors averaged."""
-    x = to_input(compute.to_device(image.unsqueeze(0)), mean=mean, std=std, memory_format=torch.channels_last)
-    if flip:
-        x = torch.cat([x, x.flip(-1)])
-    with compute.autocast():
-        scores = model(x)
-    return torch.softmax(scores.float(), dim=1).mean(dim=0).cpu()
-
-
-def dense_posteriors(
-    model: VGG, image: torch.Tensor, *, q: int, mean: torch.Tensor, std: torch.Tensor, flip: bool, compute: Compute = CPU
-) -> torch.Tensor:
-    """Soft-max class posteriors (classes,) of one uint8 image at scale Q, in fp32."""
-    return posteriors_at_q(model, images.rescale(image, q), mean=mean, std=std, flip=flip, compute=compute)
+CHUNK = 128  # decoded validation images held at once: the batches form within a chunk
 
 
 def load_model(path: str, compute: Compute = CPU) -> tuple[VGG, torch.Tensor, torch.Tensor]:
-    """The model on the compute's device and the (mean, std) its inputs were normalised with,
-    as (1, 3, 1, 1) tensors there."""
-    checkpoint = load_checkpoint(path)
-    model = VGG(ModelSpec(**checkpoint["spec"]))
-    model.load_state_dict(checkpoint["state_dict"])
-    model = model.to(compute.device, memory_format=torch.channels_last)
-    mean, std = (channels(checkpoint["normalise"][k]).to(compute.device) for k in ("mean", "std"))
-    return model.eval(), mean, std
+    """The model on the compute's device, in eval mode, and the (mean, std) its inputs were
+    normalised with, as (1, 3, 1, 1) tensors there."""
+    model = load_checkpoint(path, compute.device).to(memory_format=torch.channels_last)
+    mean, std = (channels(values).to(compute.device) for values in model.normalise)
+    return model, mean, std
+
+
+def _mean(parts: list[torch.Tensor]) -> torch.Tensor:
+    # sum / len, as vggrepro.protocols averages scales: one scale gives exactly itself
+    return sum(parts) / len(parts)
+
+
+def evaluate_all(
+    model: VGG, images, *, q_single: int, qs: list[int], multi_crop: bool, total: int, desc: str, **options
+) -> dict[str, torch.Tensor]:
+    """Posteriors of every protocol the run asks for, from one pass over the decoded images."""
+    dense_qs = list(dict.fromkeys([q_single, *qs]))
+    dense_opts = {k: v for k, v in options.items() if k != "batch"}
+    crop_opts = {k: v for k, v in options.items() if k != "pool"}
+    dense: dict[int, list[torch.Tensor]] = {q: [] for q in dense_qs}
+    crops: dict[int, list[torch.Tensor]] = {q: [] for q in qs}
+    stream = iter(images)
+    # disable=None: a progress bar on a terminal, nothing in logs
+    with tqdm(total=total, desc=desc, unit="img", leave=False, disable=None) as progress:
+        while block := list(itertools.islice(stream, CHUNK)):
+            for q in dense_qs:
+                dense[q].append(protocols.dense_at_q(model, block, q, **dense_opts))
+            if multi_crop:
+                for q in qs:
+                    crops[q].append(protocols.multi_crop_at_q(model, block, q, **crop_opts))
+            progress.update(len(block))
+    at_q = {q: torch.cat(parts) for q, parts in dense.items()}
+    out = {"dense-single": at_q[q_single], "dense": _mean([at_q[q] for q in qs])}
+    if multi_crop:
+        out["multi-crop"] = _mean([torch.cat(crops[q]) for q in qs])
+        out["multi-crop+dense"] = (out["dense"] + out["multi-crop"]) / 2  # Table 5: posteriors averaged
+    return out
 
 
 def run(params: Params, run_name: str) -> dict:
@@ -59,27 +76,38 @@ def run(params: Params, run_name: str) -> dict:
     compute = device.compute(params.raw["train"])
     model, mean, std = load_model(paths.model(run_name), compute)
     entries = ingest.read_manifest(paths.MANIFEST, "val")
-    q = params.pixels(run.single_scale_q)
-    flip = params.raw["evaluate"].get("flip", True)
+    settings = params.raw["evaluate"]
+    flip, pool = settings.get("flip", True), settings.get("pool", "scores")
+    multi_crop = run_name in params.multi_crop_runs
+    q_single = params.pixels(run.single_scale_q)
+    qs = [params.pixels(q) for q in run.multi_scale_q]
     files = loader.FileList(entries)
-    # Workers decode each whole image and rescale it to Q; the net sees one image (and its flip) a step.
-    scaled = loader.scaled_images(files, workspace.data_root(params), q, workers=loader.workers(params))
-    # disable=None: a progress bar on a terminal, nothing in logs
-    progress = tqdm(scaled, total=len(files), desc=f"{run_name} dense Q={q}", leave=False, disable=None)
-    posteriors = torch.stack(
-        [posteriors_at_q(model, image, mean=mean, std=std, flip=flip, compute=compute) for image in progress]
+    # Workers decode each whole image; the protocols rescale it to each Q.
+    decoded = loader.scaled_images(files, workspace.data_root(params), None, workers=loader.workers(params))
+    found = evaluate_all(
+        model, decoded, q_single=q_single, qs=qs, multi_crop=multi_crop, total=len(files),
+        desc=f"{run_name} Q={','.join(map(str, qs))}", mean=mean, std=std, flip=flip, pool=pool, compute=compute,
     )
     labels = torch.from_numpy(files.labels)
-    saved = {"posteriors": posteriors, "labels": labels, "paths": [e.path for e in entries]}
-    io.write_torch(paths.posteriors(run_name), saved)
     metrics = {
-        "protocol": "dense single-scale" + (", flip-averaged" if flip else ""),
         "compute": compute.describe(),
-        "test_q": run.single_scale_q,
-        "test_q_px": q,
         "images": len(entries),
-        "top1_err": round(topk_error(posteriors, labels, 1), 4),
-        "top5_err": round(topk_error(posteriors, labels, 5), 4),
+        "flip": flip,
+        "pool": pool,
+        "test_q": run.single_scale_q,
+        "test_q_px": q_single,
+        "multi_scale_q": list(run.multi_scale_q),
+        "multi_scale_q_px": qs,
+        "protocols": {},
     }
+    for protocol, posteriors in found.items():
+        protocols.check_posteriors(posteriors, run=run_name, protocol=protocol)
+        saved = {"posteriors": posteriors, "labels": labels, "paths": [e.path for e in entries], "protocol": protocol}
+        io.write_torch(paths.protocol_posteriors(run_name, protocol), saved)
+        metrics["protocols"][protocol] = {
+            "name": PROTOCOLS[protocol],
+            "top1_err": round(topk_error(posteriors, labels, 1), 4),
+            "top5_err": round(topk_error(posteriors, labels, 5), 4),
+        }
     io.write_json(paths.eval_metrics(run_name), metrics)
-    return {"run": run_name, **metrics}
+    return {"run": run_name, **{p: m["top1_err"] for p, m in metrics["protocols"].items()}}

@@ -1,5 +1,6 @@
-"""report: reports/results.md, Table 3 with the paper's numbers beside ours, and
-reports/metrics.json for `dvc metrics show`.
+"""report: reports/results.md with the paper's Tables 3 to 6 (ours beside the paper's) and the
+figures, reports/tables/table{3,4,5,6}.csv, reports/figures/*.png, and reports/metrics.json
+for `dvc metrics show`.
 
 The report holds no timings, paths or dates, so the same params give the same bytes from
 either engine and from a rerun.
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from vggrepro import __version__, io, paper, paths
+from vggrepro import __version__, figures, io, paths, tables
 from vggrepro.params import PAPER_CROP, Params
 
 
@@ -31,30 +32,6 @@ def _read(path: str):
 def epochs_trained(run: str) -> int:
     """Epochs the run trained (the schedule may stop before max_epochs): its log's lines."""
     return len(_read(paths.train_log(run)))
-
-
-def table3(params: Params) -> pd.DataFrame:
-    rows = []
-    for name, run in params.runs.items():
-        ours = _read(paths.eval_metrics(name))
-        theirs = paper.table3_row(run.config, run.scale_label)
-        q = ours["test_q"]
-        rows.append(
-            {
-                "run": name,
-                "config": run.config,
-                "train S": run.scale_label,
-                "test Q": str(int(q)) if q == int(q) else str(q),
-                "top-1 err": ours["top1_err"],
-                "top-5 err": ours["top5_err"],
-                "paper top-1": theirs[1] if theirs else None,
-                "paper top-5": theirs[2] if theirs else None,
-                "init": run.init,
-                "epochs": epochs_trained(name),
-                "lr": f"{run.lr:g}",
-            }
-        )
-    return pd.DataFrame(rows)
 
 
 def _settings(params: Params) -> list[str]:
@@ -90,8 +67,9 @@ def _settings(params: Params) -> list[str]:
         f"- Geometry: crop {crop} px (paper: {PAPER_CROP}); every S and Q scaled by {crop}/{PAPER_CROP} ({scaled} px).",
         f"- Width: conv layers x{m['width']}, FC1/FC2 {m['head_width']} channels (paper: x1, 4096).",
         f"- Training: SGD, batch {t['batch_size']}, momentum {t.get('momentum', 0.9):g}, weight decay "
-        f"{t.get('weight_decay', 5e-4):g}; each run's lr divided by {1 / t.get('lr_factor', 0.1):g} after "
-        f"{t.get('lr_patience', 2)} epochs without a lower error on {t.get('holdout', 0.05):.0%} of each class held out "
+        f"{t.get('weight_decay', 5e-4):g} on every parameter, biases included (Caffe's default; the paper does not say); "
+        f"each run's lr divided by {1 / t.get('lr_factor', 0.1):g} when {t.get('lr_patience', 2) + 1} epochs in a row bring "
+        f"no lower error on {t.get('holdout', 0.05):.0%} of each class held out "
         f"of the training split, at most {t.get('lr_decreases', 3)} times, then stop, or at "
         f"{t['max_epochs']} epochs (runs may set their own); the table gives the epochs each run trained "
         "(paper: batch 256, lr 1e-2, plateaus on its validation set, 3 decreases, 74 epochs). A run started "
@@ -110,52 +88,106 @@ def _settings(params: Params) -> list[str]:
         "- Initialisation: " + "; ".join(f"{n} {r.init}" for n, r in runs.items() if r.init_run is None)
         + f" (paper: A from N(0, 1e-2 variance); normal here draws std {t.get('init_std', 0.01):g}); deeper nets copy "
         "A's first four conv and three FC layers (Sec. 3.1).",
-        "- Test: dense evaluation of the whole image at Q, posteriors averaged with the flipped image (as the paper).",
+        f"- Test: {_test_line(raw['evaluate'])}",
     ]
     if chance:
         lines.append(f"- Chance level on this dataset: top-1 {chance[0]:.1f}%, top-5 {chance[1]:.1f}%.")
     return lines
 
 
-def _markdown_table(df: pd.DataFrame) -> str:
-    def cell(v) -> str:
-        if v is None or (isinstance(v, float) and pd.isna(v)):
-            return "-"
-        return f"{v:.2f}" if isinstance(v, float) else str(v)
-
-    head = "| " + " | ".join(df.columns) + " |"
-    rule = "|" + "|".join("---:" if pd.api.types.is_numeric_dtype(df[c]) else "---" for c in df.columns) + "|"
-    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.astype(object).itertuples(index=False)]
-    return "\n".join([head, rule, *body])
+def _test_line(settings: dict) -> str:
+    flip = "averaged with the flipped image's" if settings.get("flip", True) else "without the flipped image (paper: with it)"
+    pool = (
+        "the class score map averaged before the soft-max (the paper's sum-pooled score map)"
+        if settings.get("pool", "scores") == "scores"
+        else "the soft-max taken at every position of the score map and the posteriors averaged (paper: scores averaged first)"
+    )
+    return f"dense evaluation of the whole image at Q, {pool}, posteriors {flip}; multi-crop: a 5 x 5 grid of crops and their flips at each of three Q (as the paper)."
 
 
-def render(params: Params, t3: pd.DataFrame) -> str:
-    return "\n".join(
-        [
-            "<!-- Generated by `vggrepro report` from params.yaml; do not edit: change params.yaml and rerun. -->",
-            "# VGG reproduction: results",
-            "",
-            f"vggrepro {__version__}. Errors are percentages on the validation split; lower is better.",
-            "",
-            "## Table 3: single-scale evaluation",
-            "",
-            "Dense evaluation at one test scale Q (Q = S for a fixed S, Q = 0.5 (S_min + S_max) for "
-            "a jittered S), our numbers beside the paper's (ILSVRC-2012 val). S and Q are in the paper's "
-            "pixels; the runs use them scaled to this geometry (below).",
-            "",
-            _markdown_table(t3),
-            "",
-            "## How this run differs from the paper's setting",
-            "",
-            *_settings(params),
-            "",
-        ]
+SECTIONS = {
+    3: ("Table 3: single-scale evaluation",
+        "Dense evaluation at one test scale Q (Q = S for a fixed S, Q = 0.5 (S_min + S_max) for a jittered S)."),
+    4: ("Table 4: multi-scale evaluation",
+        "Dense evaluation, posteriors averaged over Q = {S-32, S, S+32} for a fixed S and {S_min, 0.5 (S_min + S_max), "
+        "S_max} for a jittered S (Sec. 4.2). The paper leaves out A and A-LRN."),
+    5: ("Table 5: dense and multi-crop evaluation",
+        "At the run's three test scales: dense, 150 crops (5 x 5 grid and flips at each scale), and the two posteriors "
+        "averaged (Sec. 4.3), for the runs in evaluate.multi_crop. The paper's rows are D and E trained with S in [256;512]."),
+    6: ("Table 6: fusion of nets",
+        "Soft-max posteriors averaged over the members (Sec. 4.4), each member run/protocol as params.yaml's fuse names "
+        "it; members whose run the grid does not hold are left out. The paper's top-5 test errors are not reproducible "
+        "here (ILSVRC test labels are not public)."),
+}
+
+
+def render(params: Params, frames: dict[int, pd.DataFrame]) -> str:
+    settings = _settings(params)
+    rel = {Path(f).stem: f.removeprefix("reports/") for f in paths.figures(params.runs)}
+    lines = [
+        "<!-- Generated by `vggrepro report` from params.yaml; do not edit: change params.yaml and rerun. -->",
+        "# VGG reproduction: results",
+        "",
+        f"vggrepro {__version__}. Errors are percentages on the validation split; lower is better. Our numbers "
+        "stand beside the paper's (ILSVRC-2012 val) on the rows the paper has. S and Q are in the paper's pixels; "
+        "the runs use them scaled to this geometry. How this run differs from the paper's setting is listed at the end.",
+        "",
+    ]
+    for number, (title, caption) in SECTIONS.items():
+        df = frames[number]
+        lines += [f"## {title}", "", caption, "", tables.to_markdown(df) if len(df) else "(no row in this grid)", ""]
+        lines += [f"_Differs from the paper: {_short_difference(params)}._", ""]
+    lines += ["## Figures", ""]
+    captions = {
+        "error-vs-depth": "Single-scale top-1 and top-5 error against depth, A to E (Table 3).",
+        "error-vs-scale": "Top-1 error against the training scale S, single-scale (Table 3) and multi-scale (Table 4) test.",
+        "protocols": "Dense, multi-crop and both, at three test scales (Table 5).",
+    }
+    for name in ("error-vs-depth", "error-vs-scale", "protocols"):
+        lines += [f"![{captions[name]}]({rel[name]})", "", f"_{captions[name]}_", ""]
+    lines += ["### Training curves", ""]
+    for run in params.runs:
+        lines += [f"![{run}: loss, learning rate, training and held-out error per epoch]({rel[f'training-{run}']})", ""]
+    lines += ["## How this run differs from the paper's setting", "", *settings, ""]
+    return "\n".join(lines)
+
+
+def _short_difference(params: Params) -> str:
+    raw = params.raw
+    data = "the embedded generated dataset" if raw["data"]["source"] == "embedded" else "ILSVRC-2012"
+    return (
+        f"{data}; crop {params.crop} px (paper {PAPER_CROP}), conv width x{raw['model']['width']}, FC {raw['model']['head_width']} "
+        f"(paper 4096); the epochs in Table 3 (paper: 74); one seed ({raw['seed']}), no error bars"
     )
 
 
 def run(params: Params) -> dict:
-    t3 = table3(params)
-    io.write_text(paths.RESULTS_MD, render(params, t3))
-    metrics = {r["run"]: {"top1_err": r["top-1 err"], "top5_err": r["top-5 err"]} for r in t3.to_dict("records")}
-    io.write_json(paths.METRICS_JSON, {"table3": metrics})
-    return {"runs": len(t3)}
+    runs = params.runs
+    evals = {n: _read(paths.eval_metrics(n)) for n in runs}
+    epochs = {n: epochs_trained(n) for n in runs}
+    fusion = _read(paths.FUSION_METRICS)
+    frames = {
+        3: tables.table3(params, evals, epochs),
+        4: tables.table4(params, evals),
+        5: tables.table5(params, evals),
+        6: tables.table6(params, fusion),
+    }
+    for number, df in frames.items():
+        io.write_text(paths.table(number), tables.to_csv(df))
+    drawn = {f"training-{n}": figures.training_curves(n, _read(paths.train_log(n))) for n in runs}
+    drawn["error-vs-depth"] = figures.error_vs_depth(frames[3])
+    drawn["error-vs-scale"] = figures.error_vs_scale(frames[3], frames[4])
+    drawn["protocols"] = figures.protocols_side_by_side(frames[5])
+    for name, png in drawn.items():
+        io.write_bytes(paths.figure(name), png)
+    io.write_text(paths.RESULTS_MD, render(params, frames))
+    metrics = {
+        "table3": {r["run"]: {"top1_err": r["top-1 err"], "top5_err": r["top-5 err"]} for r in frames[3].to_dict("records")},
+        "table4": {r["run"]: {"top1_err": r["top-1 err"], "top5_err": r["top-5 err"]} for r in frames[4].to_dict("records")},
+        "table5": {f"{r['run']} {r['method']}": {"top1_err": r["top-1 err"], "top5_err": r["top-5 err"]}
+                   for r in frames[5].to_dict("records")},
+        "table6": {r["ensemble"]: {"top1_err": r["top-1 err"], "top5_err": r["top-5 err"]}
+                   for r in frames[6].to_dict("records") if r["nets"]},
+    }
+    io.write_json(paths.METRICS_JSON, metrics)
+    return {"runs": len(runs), "tables": len(frames), "figures": len(drawn)}

@@ -23,8 +23,8 @@ from vggrepro import device, distributed, io, lease, paths, registry, resume, tr
 from vggrepro.data import holdout, ingest, loader, train_batches
 from vggrepro.data.normalise import channels
 from vggrepro.data.transforms import TrainTransform
-from vggrepro.model import VGG, ModelSpec, init_weights, load_checkpoint, transfer_from
-from vggrepro.params import Params, Run
+from vggrepro.model import VGG, ModelSpec, init_weights, read_checkpoint, transfer_from
+from vggrepro.params import IMPORT, Params, Run
 from vggrepro.schedule import PlateauSchedule
 from vggrepro.signals import Stopped, StopSignals
 
@@ -47,9 +47,44 @@ def model_spec(params: Params, run: Run, num_classes: int) -> ModelSpec:
 
 
 def init_scheme(params: Params, run: Run) -> str:
-    """The random scheme at the root of the run's initialisation chain."""
+    """The random scheme at the root of the run's initialisation chain (normal, the paper's,
+    below an imported run: the layers the transfer does not copy need one)."""
     chain = params.init_chain(run.name)
-    return params.runs[chain[-1]].init if chain else run.init
+    root = params.runs[chain[-1]].init if chain else run.init
+    return "normal" if root == IMPORT else root
+
+
+def _import(params: Params, run_name: str, run: Run) -> dict:
+    """A run that is a checkpoint from outside the grid (init: import): checked against the
+    run and the dataset, its classes put in the dataset's label order, written as the run's model
+    with an empty training log."""
+    source = read_checkpoint(run.weights)
+    spec = source["spec"]
+    where = f"runs.{run_name}.weights: {run.weights}"
+    if spec["config"] != run.config:
+        raise ValueError(f"{where} holds configuration {spec['config']}; the run says {run.config}")
+    if spec["crop"] != params.crop:
+        raise ValueError(f"{where} was trained at crop {spec['crop']}; geometry.crop is {params.crop} (expected equal)")
+    classes = ingest.read_classes(paths.CLASSES)
+    state = dict(source["state_dict"])
+    if spec["num_classes"] != len(classes):
+        raise ValueError(f"{where} scores {spec['num_classes']} classes; the dataset has {len(classes)}")
+    if source.get("source", {}).get("weights") == "torchvision":
+        # torchvision's ImageNet weights index the classes in sorted-wnid order (ImageFolder's);
+        # our labels follow the dataset's class list: move FC8's rows to our order (exact).
+        order = torch.tensor([sorted(classes).index(w) for w in classes])
+        for key in ("head.fc8.weight", "head.fc8.bias"):
+            state[key] = state[key][order]
+    checkpoint = {
+        **{k: v for k, v in source.items() if k not in ("state_dict", "run")},
+        "state_dict": state,
+        "run": asdict(run),
+        "imported_from": {"path": run.weights, **source.get("source", {})},
+        "epochs": 0,
+    }
+    io.write_text(paths.train_log(run_name), "[]\n")
+    io.write_torch(paths.model(run_name), checkpoint)
+    return {"run": run_name, "imported": run.weights, "epochs": 0}
 
 
 def normalisation(params: Params) -> tuple[list[float], list[float]]:
@@ -65,7 +100,7 @@ def build_model(params: Params, run: Run, num_classes: int, generator: torch.Gen
     init_weights(model, init_scheme(params, run), generator, std=params.raw["train"].get("init_std", 0.01))
     copied: list[str] = []
     if run.init_run is not None:  # Sec. 3.1: start from a shallower or lower-scale net
-        source = load_checkpoint(paths.model(run.init_run))
+        source = read_checkpoint(paths.model(run.init_run))
         copied = transfer_from(model, source["state_dict"], source["run"]["config"])
     return model, copied
 
@@ -111,9 +146,18 @@ def input_files(params: Params, run_name: str) -> list[str]:
 
 def run(params: Params, run_name: str) -> dict:
     run = params.runs[run_name]
+    if run.imported:
+        return _import(params, run_name, run)
     cfg = params.raw["train"]
     seed = run_seed(params, run_name)
     world = distributed.from_env()
+    nproc = cfg.get("nproc", 1)
+    if nproc > 1 and world.size == 1:  # the stage command itself: lease nproc GPUs, run torchrun
+        held = lease.for_stage(cfg, holder=f"train_{run_name}", n=nproc)  # noqa: F841 - held until torchrun ends
+        status = distributed.launch(distributed.torchrun_argv(nproc, params.path, run_name))
+        if status:
+            raise SystemExit(status)  # its processes said why, in one line
+        return {"run": run_name, "processes": nproc}
     held_device = lease.for_stage(cfg, holder=f"train_{run_name}")  # noqa: F841 - held until exit
     compute = device.compute(cfg, local_rank=world.local_rank)
     distributed.start(world, compute.device)
@@ -154,13 +198,14 @@ def _train(params: Params, run_name: str, run: Run, cfg: dict, seed: int, world,
     held_out = holdout_batches(params, run, held_files, batch_size=device_batch, workers=workers, pin=compute.is_cuda)
     model, copied = build_model(params, run, num_classes, g)
     model = model.to(compute.device, memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(
+    optimizer = training.sgd(
         model.parameters(), lr=run.lr, momentum=cfg.get("momentum", 0.9), weight_decay=cfg.get("weight_decay", 5e-4)
     )
     schedule = PlateauSchedule(
         optimizer, patience=cfg.get("lr_patience", 2), factor=cfg.get("lr_factor", 0.1), max_decreases=cfg.get("lr_decreases", 3)
     )
-    key = resume.inputs_key(input_files(params, run_name))
+    # The processes' count is part of the key: each keeps its own sums and generators.
+    key = f"{resume.inputs_key(input_files(params, run_name))}/processes={world.size}"
     position, sums = training.Position(), training.EpochSums.zeros(compute.device)
     state = resume.load(run_name, key) if world.main else None
     state = distributed.from_main(world, state)  # process 0's reading, everywhere
@@ -197,7 +242,7 @@ def _train(params: Params, run_name: str, run: Run, cfg: dict, seed: int, world,
     with StopSignals() as signals:
         asked = training.StopPoll(signals, world, compute.device)
         while not position.stopped and position.epoch <= run.max_epochs:
-            start = time.perf_counter()
+            start, first_step = time.perf_counter(), position.step
             sampler.set_epoch(position.epoch, position.step)  # the order and draws: functions of (seed, epoch, index)
             last = position.history[-1] if position.history else None
             show = {"lr": f"{schedule.lr:.0e}", **({"loss": f"{last['loss']:.3f}"} if last else {})}
@@ -206,7 +251,10 @@ def _train(params: Params, run_name: str, run: Run, cfg: dict, seed: int, world,
                 checkpoint_every=checkpoint_every, save=save, asked=asked, show=show if world.main else None,
             )
             try:
-                held_err = training.holdout_error(model, held_out, compute, mean=loop.mean, std=loop.std)
+                # Process 0 alone scores the held-out slice and every process takes its number:
+                # the schedule's decisions (lr, stop) must be the same everywhere.
+                held_err = training.holdout_error(model, held_out, compute, mean=loop.mean, std=loop.std) if world.main else None
+                held_err = distributed.from_main(world, held_err)
             except Exception:  # the loader's workers killed with the stage (scancel): keep the epoch
                 if signals.received is None:
                     raise
@@ -233,7 +281,7 @@ def _train(params: Params, run_name: str, run: Run, cfg: dict, seed: int, world,
             # Speed goes to the console only: the log file is a pure function of the inputs.
             if world.main:
                 print(json.dumps({"run": run_name, **line, "seconds": round(seconds, 1),
-                                  "images_per_s": round(sampler.steps * cfg["batch_size"] / seconds)}), flush=True)
+                                  "images_per_s": round((sampler.steps - first_step) * cfg["batch_size"] / seconds)}), flush=True)
     if not world.main:
         return {"run": run_name, "rank": world.rank}
     return _write_outputs(params, run_name, run, model, position.history, copied, mean, std, compute)

@@ -1,0 +1,113 @@
+"""The report's figures (matplotlib, PNG): training curves per run, error against depth, error
+against training scale, and the test protocols side by side.
+
+The same data give the same bytes: the Agg backend, fixed size and dpi, matplotlib's own
+fonts, and no "Software" stamp in the PNG.
+"""
+
+from __future__ import annotations
+
+import io as _io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after the backend)
+import pandas as pd  # noqa: E402
+
+from vggrepro import paper  # noqa: E402
+
+DPI = 100
+STYLE = {"figure.figsize": (6.4, 4.0), "font.size": 9, "axes.grid": True, "grid.alpha": 0.3}
+
+
+def _png(fig) -> bytes:
+    buf = _io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def training_curves(run: str, log: list[dict]) -> bytes:
+    """Loss, training and held-out top-1 error, and the learning rate, per epoch."""
+    with plt.rc_context(STYLE):
+        fig, (left, right) = plt.subplots(1, 2, figsize=(8.0, 3.4))
+        epochs = [e["epoch"] for e in log]
+        left.plot(epochs, [e["loss"] for e in log], marker="o", label="training loss")
+        left.set_xlabel("epoch")
+        left.set_ylabel("cross-entropy")
+        lr = left.twinx()
+        lr.step(epochs, [e["lr"] for e in log], where="post", color="grey", linestyle="--", label="learning rate")
+        lr.set_yscale("log")
+        lr.set_ylabel("learning rate")
+        right.plot(epochs, [e["train_top1_err"] for e in log], marker="o", label="training")
+        right.plot(epochs, [e["holdout_top1_err"] for e in log], marker="s", label="held out")
+        right.set_xlabel("epoch")
+        right.set_ylabel("top-1 error (%)")
+        right.legend()
+        fig.suptitle(f"{run}: training curves")
+        fig.tight_layout()
+        return _png(fig)
+
+
+def error_vs_depth(t3: pd.DataFrame) -> bytes:
+    """Table 3's top-1 and top-5 error of each configuration, A to E, for each training S."""
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots()
+        configs = [c for c in paper.facts()["table1_configs"] if c != "head"]  # A, A-LRN, B, C, D, E
+        order = {c: i for i, c in enumerate(configs)}
+        for s, rows in t3.groupby("train S", sort=False):
+            rows = rows.sort_values("config", key=lambda c: c.map(order))
+            x = [order[c] for c in rows["config"]]
+            ax.plot(x, rows["top-1 err"], marker="o", label=f"top-1, S={s}")
+            ax.plot(x, rows["top-5 err"], marker="s", linestyle="--", label=f"top-5, S={s}")
+        ax.set_xticks(range(len(configs)), configs)
+        ax.set_xlabel("configuration (Table 1; deeper to the right)")
+        ax.set_ylabel("error (%), single-scale dense")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        return _png(fig)
+
+
+def error_vs_scale(t3: pd.DataFrame, t4: pd.DataFrame) -> bytes:
+    """Top-1 error of each configuration against its training scale S, single- and multi-scale test."""
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots()
+        scales = list(dict.fromkeys(t3["train S"]))
+        for config, rows in t3.groupby("config", sort=False):
+            if rows["train S"].nunique() < 2:
+                continue
+            ax.plot([scales.index(s) for s in rows["train S"]], rows["top-1 err"], marker="o", label=f"{config}, single-scale")
+            multi = t4[t4["config"] == config]
+            if len(multi):
+                ax.plot([scales.index(s) for s in multi["train S"]], multi["top-1 err"], marker="s", linestyle="--",
+                        label=f"{config}, multi-scale")
+        ax.set_xticks(range(len(scales)), scales)
+        ax.set_xlabel("training scale S")
+        ax.set_ylabel("top-1 error (%), dense")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        return _png(fig)
+
+
+def protocols_side_by_side(t5: pd.DataFrame) -> bytes:
+    """Table 5: dense, multi-crop and both, top-1 and top-5, for each run evaluated all three ways."""
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots()
+        runs = list(dict.fromkeys(t5["run"]))
+        methods = list(dict.fromkeys(t5["method"]))
+        width = 0.8 / max(len(methods), 1)
+        for k, method in enumerate(methods):
+            rows = t5[t5["method"] == method]
+            x = [runs.index(r) + (k - (len(methods) - 1) / 2) * width for r in rows["run"]]
+            ax.bar(x, rows["top-1 err"], width, label=f"{method}, top-1")
+            ax.bar(x, rows["top-5 err"], width, fill=False, hatch="//", label=f"{method}, top-5" if k == 0 else None)
+        ax.set_xticks(range(len(runs)), runs)
+        ax.set_ylabel("error (%), multi-scale")
+        if runs:
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "no run in evaluate.multi_crop", ha="center", transform=ax.transAxes)
+        fig.tight_layout()
+        return _png(fig)

@@ -1,0 +1,109 @@
+"""The paper's Tables 3 to 6 as data frames: our errors beside the paper's, row for row.
+
+Rows follow the grid's runs (params.yaml order) and, for Table 6, its fuse entries; the
+paper's numbers stand beside each row the paper has (matched on configuration, training S
+and protocol, or on the ensemble's name), "-" where it has none. Reads only the metrics the
+evaluate and fuse stages wrote: no forward pass.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from vggrepro import paper
+from vggrepro.params import Params
+
+TABLE4_CONFIGS = ("B", "C", "D", "E")  # the paper's Table 4 leaves out A and A-LRN
+TABLE5_METHODS = {"dense": "dense", "multi-crop": "multi-crop", "multi-crop+dense": "multi-crop & dense"}
+
+
+def _q(value: float) -> str:
+    return str(int(value)) if value == int(value) else f"{value:g}"
+
+
+def _ours(metrics: dict, protocol: str) -> tuple[float, float]:
+    m = metrics["protocols"][protocol]
+    return m["top1_err"], m["top5_err"]
+
+
+def table3(params: Params, evals: dict[str, dict], epochs: dict[str, int]) -> pd.DataFrame:
+    """Single-scale dense evaluation (Sec. 4.1)."""
+    rows = []
+    for name, run in params.runs.items():
+        top1, top5 = _ours(evals[name], "dense-single")
+        theirs = paper.table3_row(run.config, run.scale_label)
+        rows.append({
+            "run": name, "config": run.config, "train S": run.scale_label, "test Q": _q(run.single_scale_q),
+            "top-1 err": top1, "top-5 err": top5,
+            "paper top-1": theirs[1] if theirs else None, "paper top-5": theirs[2] if theirs else None,
+            "init": run.init, "epochs": epochs[name], "lr": f"{run.lr:g}",
+        })
+    return pd.DataFrame(rows)
+
+
+def table4(params: Params, evals: dict[str, dict]) -> pd.DataFrame:
+    """Multi-scale dense evaluation (Sec. 4.2): posteriors averaged over three Q."""
+    rows = []
+    for name, run in params.runs.items():
+        if run.config not in TABLE4_CONFIGS:
+            continue
+        top1, top5 = _ours(evals[name], "dense")
+        theirs = paper.table4_row(run.config, run.scale_label)
+        rows.append({
+            "run": name, "config": run.config, "train S": run.scale_label,
+            "test Q": ",".join(_q(q) for q in run.multi_scale_q),
+            "top-1 err": top1, "top-5 err": top5,
+            "paper top-1": theirs[1] if theirs else None, "paper top-5": theirs[2] if theirs else None,
+        })
+    return pd.DataFrame(rows, columns=["run", "config", "train S", "test Q", "top-1 err", "top-5 err", "paper top-1", "paper top-5"])
+
+
+def table5(params: Params, evals: dict[str, dict]) -> pd.DataFrame:
+    """Dense against multi-crop evaluation and their combination (Sec. 4.3), for the runs in
+    evaluate.multi_crop, at the run's three test scales."""
+    rows = []
+    for name in params.multi_crop_runs:
+        run = params.runs[name]
+        for protocol, method in TABLE5_METHODS.items():
+            top1, top5 = _ours(evals[name], protocol)
+            theirs = paper.table5_row(run.config, run.scale_label, method)
+            rows.append({
+                "run": name, "config": run.config, "train S": run.scale_label,
+                "test Q": ",".join(_q(q) for q in run.multi_scale_q), "method": method,
+                "top-1 err": top1, "top-5 err": top5,
+                "paper top-1": theirs[0] if theirs else None, "paper top-5": theirs[1] if theirs else None,
+            })
+    return pd.DataFrame(
+        rows, columns=["run", "config", "train S", "test Q", "method", "top-1 err", "top-5 err", "paper top-1", "paper top-5"]
+    )
+
+
+def table6(params: Params, fusion: dict[str, dict]) -> pd.DataFrame:
+    """Ensembles (Sec. 4.4): posteriors averaged over nets."""
+    rows = []
+    for name in params.raw.get("fuse", {}):
+        entry = fusion[name]
+        theirs = paper.table6_row(name)
+        rows.append({
+            "ensemble": name, "members": " + ".join(entry["members"]) or "none in this grid",
+            "nets": len(entry["members"]),
+            "top-1 err": entry.get("top1_err"), "top-5 err": entry.get("top5_err"),
+            "paper top-1": theirs[0] if theirs else None, "paper top-5": theirs[1] if theirs else None,
+        })
+    return pd.DataFrame(rows, columns=["ensemble", "members", "nets", "top-1 err", "top-5 err", "paper top-1", "paper top-5"])
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    def cell(v) -> str:
+        if v is None or (isinstance(v, float) and pd.isna(v)):
+            return "-"
+        return f"{v:.2f}" if isinstance(v, float) else str(v)
+
+    head = "| " + " | ".join(df.columns) + " |"
+    rule = "|" + "|".join("---:" if pd.api.types.is_numeric_dtype(df[c]) else "---" for c in df.columns) + "|"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.astype(object).itertuples(index=False)]
+    return "\n".join([head, rule, *body])
+
+
+def to_csv(df: pd.DataFrame) -> str:
+    return df.to_csv(index=False, lineterminator="\n", float_format="%.4f")
