@@ -25,3 +25,16 @@ def test_a_row_that_is_not_finite_is_an_error_at_every_k():
     labels = torch.tensor([0, 0, 0])
     assert topk_error(posteriors, labels, 1) == pytest.approx(200 / 3)
     assert topk_error(posteriors, labels, 3) == pytest.approx(200 / 3)
+
+
+def test_topk_error_equals_a_brute_force_count_with_many_ties():
+    """Scores on a coarse grid tie often; a tie with the true class counts against the model."""
+    g = torch.Generator().manual_seed(0)
+    posteriors = torch.randint(0, 4, (500, 7), generator=g).float()
+    labels = torch.randint(0, 7, (500,), generator=g)
+    for k in (1, 2, 5):
+        wrong = 0
+        for row, label in zip(posteriors.tolist(), labels.tolist()):
+            at_least = sum(1 for c, v in enumerate(row) if c != label and v >= row[label])
+            wrong += at_least >= k
+        assert topk_error(posteriors, labels, k) == pytest.approx(100.0 * wrong / 500)

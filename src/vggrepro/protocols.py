@@ -21,6 +21,7 @@ pass, on the compute's device in its autocast precision; the soft-max is taken i
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 from collections import defaultdict
@@ -159,7 +160,24 @@ def dense_at_q(
     if pool not in POOLS:
         raise ValueError(f"pool {pool!r} is not one of {', '.join(POOLS)}")
     _check(model, [q], model.spec.crop)
-    scaled = [rescale(img, q) for img in images]
+    with _no_autotuning():
+        return _dense_at_q(model, [rescale(img, q) for img in images], mean=mean, std=std, flip=flip, pool=pool,
+                           compute=compute, max_pixels=max_pixels)
+
+
+@contextlib.contextmanager
+def _no_autotuning():
+    """cuDNN's autotuner off: whole images come in many shapes, and tuning each new one costs
+    more than it saves (crops, all of one shape, keep the run's setting)."""
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
+def _dense_at_q(model: VGG, scaled: list[torch.Tensor], *, mean, std, flip, pool, compute, max_pixels) -> torch.Tensor:
     by_shape: dict[tuple[int, ...], list[int]] = defaultdict(list)
     for i, img in enumerate(scaled):
         by_shape[tuple(img.shape)].append(i)
@@ -172,7 +190,7 @@ def dense_at_q(
             with compute.autocast():
                 score_map = model.score_map(x)
             parts.append((idx, _fold_flips(_pooled(score_map, pool), flip)))
-    return _scatter(parts, len(images)) if len(images) else torch.zeros(0, model.spec.num_classes)
+    return _scatter(parts, len(scaled)) if scaled else torch.zeros(0, model.spec.num_classes)
 
 
 def _crops(images: Sequence[torch.Tensor], q: int, crop: int, n: int) -> Iterator[tuple[int, torch.Tensor]]:

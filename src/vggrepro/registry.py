@@ -212,6 +212,8 @@ def dvc_yaml(stages: list[Stage]) -> str:
             {title: {"template": "linear", "x": "epoch", "y": {log: field for log in logs}}}
             for title, field in PLOTS.items()
         ]
+    # and the report's figures, as images
+    doc.setdefault("plots", []).extend(o.path for s in stages for o in s.outs if o.path.endswith(".png"))
     return DVC_HEADER + yaml.safe_dump(doc, sort_keys=False, width=120)
 
 
