@@ -60,10 +60,11 @@ def test_members_outside_the_grid_are_left_out_and_named(workspace):
     params = params_with({"paper": ["B_256/dense", "E_256/dense"], "none": ["D_jit/dense"]})
     fuse.run(params)
     metrics = io.read_json(paths.FUSION_METRICS)
-    assert metrics["paper"]["members"] == ["B_256/dense"]
-    assert metrics["none"] == {"members": []}
+    assert metrics["paper"]["members"] == ["B_256/dense"] and metrics["paper"]["left_out"] == ["E_256/dense"]
+    assert metrics["none"] == {"members": [], "left_out": ["D_jit/dense"]}
     tbl = tables.table6(params, metrics)
     assert tbl["members"].tolist() == ["B_256/dense", "none in this grid"] and tbl["nets"].tolist() == [1, 0]
+    assert tbl["left out (not in the grid)"].tolist() == ["E_256/dense", "D_jit/dense"]
 
 
 def test_members_scoring_other_images_stop_with_one_line(workspace):
@@ -131,8 +132,19 @@ def test_tables_mirror_the_papers_rows():
     assert t5[["method", "top-1 err", "paper top-1", "paper top-5"]].values.tolist() == [
         ["dense", 53.0, 24.8, 7.5], ["multi-crop", 43.0, 24.6, 7.5], ["multi-crop & dense", 43.0, 24.4, 7.2],
     ]
-    t6 = tables.table6(params, {"D & E, [256;512]/{256,384,512}, dense": {"members": ["D_jit/dense"], "top1_err": 1.0, "top5_err": 0.5}})
-    assert t6[["nets", "paper top-1", "paper top-5"]].values.tolist() == [[1, 24.0, 7.1]]
+    # Only D of the paper's D & E: the paper's numbers would compare unlike things.
+    part = {"members": ["D_jit/dense"], "left_out": ["E_jit/dense"], "top1_err": 1.0, "top5_err": 0.5}
+    t6 = tables.table6(params, {"D & E, [256;512]/{256,384,512}, dense": part})
+    assert t6[["nets", "paper top-1", "paper top-5"]].values.tolist() == [[1, None, None]]
+    raw["runs"]["E_jit"] = {"config": "E", "scale": [256, 512], "init": "A_256"}
+    raw["fuse"]["D & E, [256;512]/{256,384,512}, multi-crop"] = ["D_jit/multi-crop", "E_jit/dense"]  # not the row's
+    raw["evaluate"]["multi_crop"] = ["D_jit"]
+    params = parse_params(raw)
+    whole = {"members": ["D_jit/dense", "E_jit/dense"], "left_out": [], "top1_err": 1.0, "top5_err": 0.5}
+    mixed = {"members": ["D_jit/multi-crop", "E_jit/dense"], "left_out": [], "top1_err": 1.0, "top5_err": 0.5}
+    t6 = tables.table6(params, {"D & E, [256;512]/{256,384,512}, dense": whole, "D & E, [256;512]/{256,384,512}, multi-crop": mixed})
+    assert t6["paper top-1"].tolist()[0] == 24.0 and t6["paper top-5"].tolist()[0] == 7.1
+    assert t6[["paper top-1", "paper top-5"]].iloc[1].isna().all()  # multi-crop for D, dense for E: not the row
     csv = tables.to_csv(t4)
     assert csv.splitlines()[0] == "run,config,train S,test Q,top-1 err,top-5 err,paper top-1,paper top-5"
     assert csv.splitlines()[1] == "D_256,D,256,\"224,256,288\",51.0000,21.0000,26.6000,8.6000"

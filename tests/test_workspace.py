@@ -1,9 +1,12 @@
 """No stage deletes or overwrites what it did not create; code dependencies follow imports."""
 
+import os
 import re
 import shutil
+import stat
 from pathlib import Path
 
+import pytest
 import yaml
 
 from conftest import ROOT, tiny_params, vggrepro
@@ -72,6 +75,20 @@ def test_an_identical_rewrite_keeps_the_file_and_its_time(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
 
 
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_outputs_get_the_mode_the_umask_gives(tmp_path, umask, mode):
+    """Written through a temporary file (mkstemp's 0600), an output still gets 0666 less the
+    umask, as a plain open() would: colleagues sharing the folder can read the reports."""
+    before = os.umask(umask)
+    try:
+        io.write_text(tmp_path / "report.md", "text\n")
+        io.write_torch(tmp_path / "model.pt", {"x": 1})
+    finally:
+        os.umask(before)
+    for name in ("report.md", "model.pt"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode, name
+
+
 def test_stage_code_follows_imports(tmp_path, monkeypatch):
     stages = registry.build(load_params(ROOT / "params.yaml"))
     deps = {s.name: s.code for s in stages}
@@ -111,3 +128,27 @@ def test_the_snakefile_names_only_profiles_that_exist():
     assert named, "no profile named"
     for profile in named:
         assert (ROOT / profile / "config.yaml").is_file(), profile
+
+
+def test_a_stage_already_running_stops_a_second_run_with_one_line(tmp_path, monkeypatch):
+    """Two runs of one stage at once would write the same outputs: the second stops at once."""
+    import subprocess
+    import sys
+
+    monkeypatch.chdir(tmp_path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from vggrepro.stages import lock_stage; fd = lock_stage('train_A_256'); "
+         "print('held', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        from vggrepro.stages import StageRunning, lock_stage
+
+        with pytest.raises(StageRunning, match=rf"^train_A_256 is already running in this workspace \(pid {holder.pid} train_A_256\)"):
+            lock_stage("train_A_256")
+        os.close(lock_stage("evaluate_A_256"))  # another stage: free
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    os.close(lock_stage("train_A_256"))  # the holder ended: free again

@@ -102,7 +102,7 @@ def protocols_side_by_side(t5: pd.DataFrame) -> bytes:
             rows = t5[t5["method"] == method]
             x = [runs.index(r) + (k - (len(methods) - 1) / 2) * width for r in rows["run"]]
             ax.bar(x, rows["top-1 err"], width, label=f"{method}, top-1")
-            ax.bar(x, rows["top-5 err"], width, fill=False, hatch="//", label=f"{method}, top-5" if k == 0 else None)
+            ax.bar(x, rows["top-5 err"], width, fill=False, hatch="//", label="top-5 (hatched)" if k == 0 else None)
         ax.set_xticks(range(len(runs)), runs)
         ax.set_ylabel("error (%), multi-scale")
         if runs:

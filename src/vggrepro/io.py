@@ -21,9 +21,20 @@ from typing import Any, Iterator
 from vggrepro import __version__
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yields a temporary path in path's folder; renames it onto path on success."""
+    """Yields a temporary path in path's folder; renames it onto path on success.
+
+    The file gets the mode a plain open() would give it (0666 less the umask; mkstemp's is
+    0600, which colleagues sharing the project folder could not read), and its bytes reach the
+    disk before the rename, so a crash leaves the old file or the new one, never an empty one.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -31,6 +42,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield Path(tmp)
         if not (path.is_file() and filecmp.cmp(tmp, path, shallow=False)):
+            os.chmod(tmp, 0o666 & ~_umask())
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
             os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

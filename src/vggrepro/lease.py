@@ -32,8 +32,6 @@ No torch import here: the count of devices, when needed, comes from a child proc
 
 from __future__ import annotations
 
-import fcntl
-import json
 import os
 import re
 import socket
@@ -43,6 +41,8 @@ import time
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from vggrepro.locks import holder_of, try_lock, write_holder
 
 LEASES_DIR = ".vggrepro/leases"
 # A stage that finds every device held waits this long, then stops with one line naming the
@@ -168,13 +168,13 @@ def lease_device(
     while True:
         for i in ids:
             path = folder / f"gpu-{_safe(i)}.lock"
-            fd = _try_lock(path)
+            fd = try_lock(path)
             if fd is not None:
-                _write_holder(fd, holder)
+                write_holder(fd, holder)
                 return Lease(i, path, fd)
         left = deadline - time.monotonic()
         if left <= 0 or not waiting:
-            held = ", ".join(f"{i} ({_holder_of(folder / f'gpu-{_safe(i)}.lock')})" for i in ids)
+            held = ", ".join(f"{i} ({holder_of(folder / f'gpu-{_safe(i)}.lock')})" for i in ids)
         if left <= 0:
             raise LeaseTimeout(
                 f"no free GPU for {holder} after {timeout_s:g} s: every visible id is leased: {held} "
@@ -214,18 +214,18 @@ def lease_devices(
     while True:
         held = []
         for i in ids:
-            fd = _try_lock(folder / f"gpu-{_safe(i)}.lock")
+            fd = try_lock(folder / f"gpu-{_safe(i)}.lock")
             if fd is not None:
                 held.append(Lease(i, folder / f"gpu-{_safe(i)}.lock", fd))
                 if len(held) == n:
                     for lease in held:
-                        _write_holder(lease.fd, holder)
+                        write_holder(lease.fd, holder)
                     return Leases(held)
         for lease in held:
             lease.release()
         left = deadline - time.monotonic()
         if left <= 0:
-            busy = ", ".join(f"{i} ({_holder_of(folder / f'gpu-{_safe(i)}.lock')})" for i in ids)
+            busy = ", ".join(f"{i} ({holder_of(folder / f'gpu-{_safe(i)}.lock')})" for i in ids)
             raise LeaseTimeout(
                 f"no {n} free GPUs for {holder} after {timeout_s:g} s: leased: {busy} (locks in {folder})"
             )
@@ -295,35 +295,6 @@ def acquire(
     lease = lease_device(ids, folder=folder_for(root), holder=holder, timeout_s=timeout_s, poll_s=poll_s)
     apply(lease, env)
     return lease
-
-
-def _try_lock(path: Path) -> int | None:
-    """An fd holding an exclusive flock on path, or None when another open file holds it."""
-    # No O_TRUNC: the holder's line must survive for the error message until we hold the lock.
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def _write_holder(fd: int, holder: str) -> None:
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, (json.dumps({"pid": os.getpid(), "holder": holder}) + "\n").encode(), 0)
-
-
-def _holder_of(path: Path) -> str:
-    """'pid 123 train_A_256' from a held lock file, or what is known of it."""
-    try:
-        info = json.loads(path.read_text())
-        return f"pid {int(info['pid'])} {info['holder']}"
-    except (OSError, ValueError, KeyError, TypeError):
-        return "holder unknown"  # held but not yet written, or written by something else
 
 
 def _safe(name: str) -> str:

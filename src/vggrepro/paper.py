@@ -46,3 +46,19 @@ def table6_row(name: str) -> tuple[float, float, float | None] | None:
         if row_name == name:
             return top1, top5, top5_test
     return None
+
+
+TABLE6_PROTOCOLS = {"dense": "dense", "multi-crop": "multi-crop", "multi-crop & dense": "multi-crop+dense"}
+
+
+def table6_members(name: str) -> list[tuple[str, str, str]] | None:
+    """The nets of a Table 6 row as sorted (config, train S label, protocol), or None when the
+    paper has no row of that name. The submission's 7 nets are dense over three Q each."""
+    if table6_row(name) is None:
+        return None
+    if name.startswith("ILSVRC submission"):
+        nets = [net.split("/")[:2] for net in facts()["table6_ilsvrc_7_nets"]]
+        return sorted((config, scale, "dense") for config, scale in nets)
+    configs, rest = name.split(", ", 1)  # "D & E", "[256;512]/{256,384,512}, multi-crop & dense"
+    scale, method = rest.split("/", 1)[0], rest.rsplit(", ", 1)[1]
+    return sorted((config, scale, TABLE6_PROTOCOLS[method]) for config in configs.split(" & "))

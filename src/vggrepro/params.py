@@ -280,6 +280,11 @@ def fused_members(p: Params, fusion: str) -> list[tuple[str, str]]:
     return [tuple(m.split("/", 1)) for m in p.raw.get("fuse", {})[fusion] if m.split("/", 1)[0] in p.runs]
 
 
+def left_out_members(p: Params, fusion: str) -> list[str]:
+    """The members of a fuse entry whose run the grid does not hold (a typo shows here too)."""
+    return [m for m in p.raw.get("fuse", {})[fusion] if m.split("/", 1)[0] not in p.runs]
+
+
 def _check_batch(train: dict) -> None:
     batch, device_batch, nproc = train["batch_size"], train.get("device_batch"), train.get("nproc", 1)
     if batch % nproc:

@@ -36,7 +36,8 @@ def table3(params: Params, evals: dict[str, dict], epochs: dict[str, int]) -> pd
             "run": name, "config": run.config, "train S": run.scale_label, "test Q": _q(run.single_scale_q),
             "top-1 err": top1, "top-5 err": top5,
             "paper top-1": theirs[1] if theirs else None, "paper top-5": theirs[2] if theirs else None,
-            "init": run.init, "epochs": epochs[name], "lr": f"{run.lr:g}",
+            "init": f"import ({run.weights})" if run.imported else run.init,
+            "epochs": "-" if run.imported else epochs[name], "lr": "-" if run.imported else f"{run.lr:g}",
         })
     return pd.DataFrame(rows)
 
@@ -78,19 +79,33 @@ def table5(params: Params, evals: dict[str, dict]) -> pd.DataFrame:
     )
 
 
+def _papers_ensemble(params: Params, name: str, members: list[str], left_out: list[str]) -> bool:
+    """Whether the entry fuses the nets of the paper's row of that name: all of them (none left
+    out), of the configurations, training scales and protocol the paper's row names."""
+    expected = paper.table6_members(name)
+    if expected is None or left_out:
+        return False
+    runs = params.runs
+    ours = sorted((runs[r].config, runs[r].scale_label, p) for r, p in (m.split("/", 1) for m in members))
+    return ours == expected
+
+
 def table6(params: Params, fusion: dict[str, dict]) -> pd.DataFrame:
-    """Ensembles (Sec. 4.4): posteriors averaged over nets."""
+    """Ensembles (Sec. 4.4): posteriors averaged over nets. The paper's numbers stand beside an
+    ensemble only where it fuses the nets of the paper's row (not a part of them)."""
     rows = []
     for name in params.raw.get("fuse", {}):
         entry = fusion[name]
-        theirs = paper.table6_row(name)
+        left_out = entry.get("left_out", [])
+        theirs = paper.table6_row(name) if _papers_ensemble(params, name, entry["members"], left_out) else None
         rows.append({
             "ensemble": name, "members": " + ".join(entry["members"]) or "none in this grid",
-            "nets": len(entry["members"]),
+            "nets": len(entry["members"]), "left out (not in the grid)": ", ".join(left_out) or "-",
             "top-1 err": entry.get("top1_err"), "top-5 err": entry.get("top5_err"),
             "paper top-1": theirs[0] if theirs else None, "paper top-5": theirs[1] if theirs else None,
         })
-    return pd.DataFrame(rows, columns=["ensemble", "members", "nets", "top-1 err", "top-5 err", "paper top-1", "paper top-5"])
+    columns = ["ensemble", "members", "nets", "left out (not in the grid)", "top-1 err", "top-5 err", "paper top-1", "paper top-5"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def to_markdown(df: pd.DataFrame) -> str:

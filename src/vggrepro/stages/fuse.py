@@ -14,14 +14,17 @@ import torch
 
 from vggrepro import io, paths, protocols
 from vggrepro.metrics import topk_error
-from vggrepro.params import Params, fused_members
+from vggrepro.params import Params, fused_members, left_out_members
 
 
 def _read(run: str, protocol: str) -> dict:
     path = paths.protocol_posteriors(run, protocol)
     if not Path(path).exists():
         raise FileNotFoundError(f"{path}: no such file; run evaluate_{run} first")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    if not (isinstance(saved, dict) and {"posteriors", "labels", "paths"} <= saved.keys()):
+        raise ValueError(f"{path}: not the posteriors an evaluate stage writes (posteriors, labels, paths); rerun evaluate_{run}")
+    return saved
 
 
 def fuse(members: list[tuple[str, str]]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
@@ -50,7 +53,7 @@ def run(params: Params) -> dict:
     results = {}
     for name in params.raw.get("fuse", {}):
         members = fused_members(params, name)
-        entry = {"members": [f"{r}/{p}" for r, p in members]}
+        entry = {"members": [f"{r}/{p}" for r, p in members], "left_out": left_out_members(params, name)}
         if members:
             posteriors, labels, image_paths = fuse(members)
             protocols.check_posteriors(posteriors, run=name, protocol="fusion")

@@ -51,7 +51,8 @@ def _settings(params: Params) -> list[str]:
         data_line = "ILSVRC-2012 from " + data["root"]
         chance = None
     crop = params.crop
-    scaled = ", ".join(f"{s} -> {params.pixels(s)}" for s in sorted({s for r in runs.values() for s in r.scale}))
+    sides = {s for r in runs.values() for s in (*r.scale, r.single_scale_q, *r.multi_scale_q)}
+    scaled = ", ".join(f"{s:g} -> {params.pixels(s)}" for s in sorted(sides))
     m, t = raw["model"], raw["train"]
     trained = {n: epochs_trained(n) for n in runs}
     seen = {n: trained[n] + sum(trained[c] for c in params.init_chain(n)) for n in runs}
@@ -64,7 +65,8 @@ def _settings(params: Params) -> list[str]:
     computed = sorted({_read(paths.eval_metrics(n)).get("compute", "cpu, fp32") for n in runs})
     lines = [
         f"- Data: {data_line}.",
-        f"- Geometry: crop {crop} px (paper: {PAPER_CROP}); every S and Q scaled by {crop}/{PAPER_CROP} ({scaled} px).",
+        f"- Geometry: crop {crop} px (paper: {PAPER_CROP}); every S and Q scaled by {crop}/{PAPER_CROP} and rounded "
+        f"({scaled} px).",
         f"- Width: conv layers x{m['width']}, FC1/FC2 {m['head_width']} channels (paper: x1, 4096).",
         f"- Training: SGD, batch {t['batch_size']}, momentum {t.get('momentum', 0.9):g}, weight decay "
         f"{t.get('weight_decay', 5e-4):g} on every parameter, biases included (Caffe's default; the paper does not say); "
@@ -90,6 +92,12 @@ def _settings(params: Params) -> list[str]:
         "A's first four conv and three FC layers (Sec. 3.1).",
         f"- Test: {_test_line(raw['evaluate'])}",
     ]
+    imported = [n for n, r in runs.items() if r.imported]
+    if imported:
+        lines.append(
+            "- Imported runs (not trained here; the lines above are about the others): "
+            + "; ".join(f"{n} is {runs[n].weights}, its inputs normalised as that checkpoint says" for n in imported) + "."
+        )
     if chance:
         lines.append(f"- Chance level on this dataset: top-1 {chance[0]:.1f}%, top-5 {chance[1]:.1f}%.")
     return lines
@@ -102,7 +110,11 @@ def _test_line(settings: dict) -> str:
         if settings.get("pool", "scores") == "scores"
         else "the soft-max taken at every position of the score map and the posteriors averaged (paper: scores averaged first)"
     )
-    return f"dense evaluation of the whole image at Q, {pool}, posteriors {flip}; multi-crop: a 5 x 5 grid of crops and their flips at each of three Q (as the paper)."
+    crops = (
+        "a 5 x 5 grid of crops and their flips at each of three Q, 150 crops (as the paper)"
+        if settings.get("flip", True) else "a 5 x 5 grid of crops at each of three Q, 75 crops without flips (paper: 150 with flips)"
+    )
+    return f"dense evaluation of the whole image at Q, {pool}, posteriors {flip}; multi-crop: {crops}."
 
 
 SECTIONS = {
@@ -112,11 +124,13 @@ SECTIONS = {
         "Dense evaluation, posteriors averaged over Q = {S-32, S, S+32} for a fixed S and {S_min, 0.5 (S_min + S_max), "
         "S_max} for a jittered S (Sec. 4.2). The paper leaves out A and A-LRN."),
     5: ("Table 5: dense and multi-crop evaluation",
-        "At the run's three test scales: dense, 150 crops (5 x 5 grid and flips at each scale), and the two posteriors "
-        "averaged (Sec. 4.3), for the runs in evaluate.multi_crop. The paper's rows are D and E trained with S in [256;512]."),
+        "At the run's three test scales: dense, multi-crop (a 5 x 5 grid of crops at each scale, and their flips unless "
+        "evaluate.flip is false: see the Test line below), and the two posteriors averaged (Sec. 4.3), for the runs in "
+        "evaluate.multi_crop. The paper's rows are D and E trained with S in [256;512]."),
     6: ("Table 6: fusion of nets",
         "Soft-max posteriors averaged over the members (Sec. 4.4), each member run/protocol as params.yaml's fuse names "
-        "it; members whose run the grid does not hold are left out. The paper's top-5 test errors are not reproducible "
+        "it; members whose run the grid does not hold are left out and listed. The paper's numbers stand beside an "
+        "ensemble only where it fuses all the nets of the paper's row. The paper's top-5 test errors are not reproducible "
         "here (ILSVRC test labels are not public)."),
 }
 

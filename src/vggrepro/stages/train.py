@@ -76,7 +76,9 @@ def _import(params: Params, run_name: str, run: Run) -> dict:
         for key in ("head.fc8.weight", "head.fc8.bias"):
             state[key] = state[key][order]
     checkpoint = {
-        **{k: v for k, v in source.items() if k not in ("state_dict", "run")},
+        # "source" moves into imported_from: the classes are in the dataset's order now, so a
+        # run importing this file must not reorder them again
+        **{k: v for k, v in source.items() if k not in ("state_dict", "run", "source")},
         "state_dict": state,
         "run": asdict(run),
         "imported_from": {"path": run.weights, **source.get("source", {})},
