@@ -6,7 +6,9 @@
 #   2. bench train at the paper's geometry (VGG-19, crop 224, full width): our loop fed by the
 #      loader, the step alone, a plain torchvision-style fp32 loop, MFU against a measured peak;
 #   3. bench loader: the input pipeline at 224 on every core, on real ILSVRC-2012 photographs
-#      copied COPIES times into an ImageFolder tree (VGG-19 needs ~3,000 images a second).
+#      copied COPIES times into an ImageFolder tree (VGG-19 needs ~3,000 images a second);
+#   4. bench eval at the paper's geometry: dense against 150-crop evaluation of VGG-19 at
+#      Q in {256, 384, 512}, images a second and their ratio.
 #
 #   bash scripts/device-check.sh PHOTOS_DIR [COPIES]
 #
@@ -79,6 +81,12 @@ cd "$work/embedded" || return 1
 vgg bench train --geometry paper --config E --batch "$batch" --repeat 3 2>&1 | tee "$out/bench-train.txt"
 }
 
+section_4() {
+echo "== 4. bench eval at the paper's geometry (VGG-19, 224, full width), Q 256, 384, 512"
+cd "$work/embedded" || return 1
+vgg bench eval --geometry paper --config E --images "${EVAL_IMAGES:-64}" --repeat 3 2>&1 | tee "$out/bench-eval.txt"
+}
+
 section_3() {
 echo "== 3. bench loader on the photographs at 224, $cores workers"
 python3 - "$photos" "$work/photos" "$copies" <<'PY'
@@ -110,7 +118,7 @@ vgg mean_rgb > /dev/null
 vgg bench loader --repeat 3 2>&1 | tee "$out/bench-loader.txt"
 }
 
-for section in ${SECTIONS:-section_1 section_2 section_3}; do
+for section in ${SECTIONS:-section_1 section_2 section_4 section_3}; do
     start=$(date +%s)
     $section || echo "== $section FAILED (exit $?)"
     echo "== $section: $(( $(date +%s) - start )) s"

@@ -26,12 +26,12 @@ def run(cmd, cwd, ok=True) -> subprocess.CompletedProcess:
 
 
 def fingerprint(project: Path) -> dict[str, str]:
-    """md5 of every output file (and every file of the dataset), not DVC's .gitignore files
-    nor the record of the last validation."""
+    """md5 of every output file (and every file of the dataset), not DVC's .gitignore files,
+    the record of the last validation, nor the stage locks (which hold the last holder's pid)."""
     found = {}
     for top in KEEP:
         for path in sorted((project / top).rglob("*")):
-            if path.is_file() and path.name not in (".gitignore", "validated.json"):
+            if path.is_file() and path.name not in (".gitignore", "validated.json") and path.parent.name != "locks":
                 found[str(path.relative_to(project))] = hashlib.md5(path.read_bytes()).hexdigest()
     return found
 
