@@ -1,6 +1,7 @@
 """A train stage killed or stopped mid-epoch goes on from its last resume point and ends with
 the same bytes as a run never interrupted (on the CPU); stop signals save and say so in one
-line; a resume point of other inputs is never used; a non-finite loss is named."""
+line; a resume point of other inputs is never used; a non-finite loss is named. An evaluate
+stage stopped mid-way goes on from its last resume point, to the same posteriors' bytes."""
 
 from __future__ import annotations
 
@@ -40,12 +41,17 @@ def prepared(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(prepared, tmp_path_factory) -> str:
+def trained(prepared, tmp_path_factory) -> Path:
     ws = _copy(prepared, tmp_path_factory.mktemp("whole"))
     done = vggrepro("train", "--run", "A_256", cwd=ws)
     assert done.returncode == 0, done.stderr
     assert not (ws / RESUME).exists()  # removed once the stage finished
-    return _hash(ws / MODEL)
+    return ws
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(trained) -> str:
+    return _hash(trained / MODEL)
 
 
 def _copy(ws: Path, into: Path) -> Path:
@@ -139,3 +145,57 @@ def test_a_non_finite_loss_stops_with_one_line_naming_run_epoch_and_step(prepare
     assert done.returncode == 2 and len(lines) == 1, done.stderr
     assert "A_256: the training loss became NaN or infinite at epoch 1, step" in lines[0]
     assert not (ws / MODEL).exists()
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL: raised from inside the stage, caught by nothing in it."""
+
+
+def _evaluate_in_process(ws: Path, monkeypatch, *, kill_after_saves: int | None = None) -> None:
+    """Runs evaluate_A_256 here, with 4-image chunks and a resume point after each; with
+    kill_after_saves, stops it dead once that many points are written."""
+    from vggrepro import resume
+    from vggrepro.params import load_params
+    from vggrepro.stages import evaluate, run_stage
+
+    monkeypatch.chdir(ws)
+    monkeypatch.setattr(evaluate, "CHUNK", 4)
+    monkeypatch.setattr(evaluate, "SAVE_EVERY_S", 0.0)
+    saves = []
+    real_save = resume.save
+
+    def save(stage, key, state):
+        real_save(stage, key, state)
+        saves.append(state["images"])
+        if kill_after_saves is not None and len(saves) == kill_after_saves:
+            raise _Killed
+
+    monkeypatch.setattr(resume, "save", save)
+    try:
+        run_stage("evaluate", load_params("params.yaml"), "A_256")
+    finally:
+        monkeypatch.setattr(resume, "save", real_save)
+        monkeypatch.undo()
+
+
+def _eval_outputs(ws: Path) -> dict[str, bytes]:
+    folder = ws / "runs" / "A_256"
+    return {p.name: p.read_bytes() for p in [folder / "eval.json", *sorted((folder / "eval").glob("*.pt"))]}
+
+
+def test_an_evaluation_stopped_midway_resumes_to_the_same_posteriors(trained, tmp_path, monkeypatch, capsys):
+    whole = _copy(trained, tmp_path / "whole")
+    _evaluate_in_process(whole, monkeypatch)
+    expected = _eval_outputs(whole)
+    assert set(expected) >= {"eval.json", "dense-single.pt", "dense.pt"}
+
+    ws = _copy(trained, tmp_path / "killed")
+    point = ws / ".vggrepro/resume/evaluate_A_256.pt"
+    with pytest.raises(_Killed):
+        _evaluate_in_process(ws, monkeypatch, kill_after_saves=2)
+    assert point.exists() and not (ws / "runs/A_256/eval.json").exists()
+    capsys.readouterr()
+    _evaluate_in_process(ws, monkeypatch)
+    assert "A_256: resuming evaluation after image 8 of 24" in capsys.readouterr().out
+    assert _eval_outputs(ws) == expected
+    assert not point.exists()  # removed once the stage finished

@@ -166,6 +166,12 @@ def _figure_report(path: str) -> tuple[str, str]:
     return ("Training curves", "training.rst") if name.startswith("training-") else ("Figures", f"{name}.rst")
 
 
+def deps_of(params: Params, name: str) -> list[str]:
+    """Every file stage `name` depends on (its knob file, its code's digest, data, weights): what a
+    resume point's key covers, so a point left by other inputs is never resumed."""
+    return next(s for s in build(params) if s.name == name).deps
+
+
 def snakemake_stages(stages: list[Stage]) -> list[Stage]:
     return [s for s in stages if not s.dvc_only]
 

@@ -1,10 +1,11 @@
-"""Resume points of train stages: everything a killed run needs to go on as if never stopped.
+"""Resume points: everything a killed stage needs to go on as if never stopped.
 
-A resume point holds the model, the optimizer, the schedule, every random generator, the
+A train stage's point holds the model, the optimizer, the schedule, every random generator, the
 position in the data order (epoch and global batch) with the epoch's running sums, and the
-history. It lives under .vggrepro/resume/, outside the stage's outputs, so neither DVC nor
-Snakemake deletes it before rerunning the stage, and it is written atomically (a kill while
-writing leaves the previous one). It is removed when the stage finishes.
+history; an evaluate stage's, the posteriors of the images done (vggrepro.stages.evaluate).
+It lives under .vggrepro/resume/, outside the stage's outputs, so neither DVC nor Snakemake
+deletes it before rerunning the stage, and it is written atomically (a kill while writing
+leaves the previous one). It is removed when the stage finishes.
 
 Each point carries the key of the stage's inputs (every file the stage depends on, its knob
 file included): a point left by a run of other inputs (other params, data or code) is

@@ -10,16 +10,23 @@ Each validation image is decoded once, and from it (vggrepro.protocols):
 Dense runs once per distinct Q (the single Q is one of the three). Each protocol's posteriors
 are checked (finite, rows summing to 1) and saved once, so fusion and the report never run a
 forward pass again.
+
+A killed evaluation resumes: every SAVE_EVERY_S seconds the posteriors so far are kept in a
+resume point (vggrepro.resume, keyed on the stage's inputs), and a rerun goes on from the
+chunk after it. Chunks are whole CHUNK-image blocks in file order, so the posteriors are the
+same bits as an uninterrupted run's.
 """
 
 from __future__ import annotations
 
 import itertools
+import time
+from typing import Callable
 
 import torch
 from tqdm import tqdm
 
-from vggrepro import device, io, lease, paths, protocols, workspace
+from vggrepro import device, io, lease, paths, protocols, registry, resume, workspace
 from vggrepro.data import ingest, loader
 from vggrepro.data.normalise import channels
 from vggrepro.device import CPU, Compute
@@ -28,6 +35,9 @@ from vggrepro.model import VGG, load_checkpoint
 from vggrepro.params import PROTOCOLS, Params
 
 CHUNK = 128  # decoded validation images held at once: the batches form within a chunk
+# Seconds between resume points: ImageNet's 50,000 posteriors are 200 MB per scale and
+# protocol, too many to write after every chunk; a kill loses at most this much work.
+SAVE_EVERY_S = 300.0
 
 
 def load_model(path: str, compute: Compute = CPU) -> tuple[VGG, torch.Tensor, torch.Tensor]:
@@ -44,24 +54,44 @@ def _mean(parts: list[torch.Tensor]) -> torch.Tensor:
 
 
 def evaluate_all(
-    model: VGG, images, *, q_single: int, qs: list[int], multi_crop: bool, total: int, desc: str, **options
+    model: VGG, images, *, q_single: int, qs: list[int], multi_crop: bool, total: int, desc: str,
+    done: dict | None = None, checkpoint: Callable[[dict], None] | None = None, **options
 ) -> dict[str, torch.Tensor]:
-    """Posteriors of every protocol the run asks for, from one pass over the decoded images."""
+    """Posteriors of every protocol the run asks for, from one pass over the decoded images.
+
+    images are those after the done["images"] that a resume point already holds posteriors
+    for; checkpoint, if given, is called with such a point at most every SAVE_EVERY_S seconds.
+    """
     dense_qs = list(dict.fromkeys([q_single, *qs]))
     dense_opts = {k: v for k, v in options.items() if k != "batch"}
     crop_opts = {k: v for k, v in options.items() if k != "pool"}
     dense: dict[int, list[torch.Tensor]] = {q: [] for q in dense_qs}
-    crops: dict[int, list[torch.Tensor]] = {q: [] for q in qs}
+    crops: dict[int, list[torch.Tensor]] = {q: [] for q in (qs if multi_crop else [])}
+    finished = 0
+    if done is not None:
+        finished = done["images"]
+        dense = {q: [done["dense"][q]] for q in dense_qs}
+        crops = {q: [done["crops"][q]] for q in crops}
+
+    def point() -> dict:
+        for parts in (*dense.values(), *crops.values()):
+            parts[:] = [torch.cat(parts)]  # once per point, not per chunk
+        return {"images": finished, "dense": {q: p[0] for q, p in dense.items()}, "crops": {q: p[0] for q, p in crops.items()}}
+
     stream = iter(images)
+    last_save = time.monotonic()
     # disable=None: a progress bar on a terminal, nothing in logs
-    with tqdm(total=total, desc=desc, unit="img", leave=False, disable=None) as progress:
+    with tqdm(total=total, initial=finished, desc=desc, unit="img", leave=False, disable=None) as progress:
         while block := list(itertools.islice(stream, CHUNK)):
             for q in dense_qs:
                 dense[q].append(protocols.dense_at_q(model, block, q, **dense_opts))
-            if multi_crop:
-                for q in qs:
-                    crops[q].append(protocols.multi_crop_at_q(model, block, q, **crop_opts))
+            for q in crops:
+                crops[q].append(protocols.multi_crop_at_q(model, block, q, **crop_opts))
+            finished += len(block)
             progress.update(len(block))
+            if checkpoint is not None and finished < total and time.monotonic() - last_save >= SAVE_EVERY_S:
+                checkpoint(point())
+                last_save = time.monotonic()
     at_q = {q: torch.cat(parts) for q, parts in dense.items()}
     out = {"dense-single": at_q[q_single], "dense": _mean([at_q[q] for q in qs])}
     if multi_crop:
@@ -82,11 +112,20 @@ def run(params: Params, run_name: str) -> dict:
     q_single = params.pixels(run.single_scale_q)
     qs = [params.pixels(q) for q in run.multi_scale_q]
     files = loader.FileList(entries)
+    stage = f"evaluate_{run_name}"
+    key = resume.inputs_key(registry.deps_of(params, stage))
+    done = resume.load(stage, key)
+    if done is not None:
+        print(f"{run_name}: resuming evaluation after image {done['images']} of {len(files)} ({resume.path(stage)})", flush=True)
+    skip = 0 if done is None else done["images"]
     # Workers decode each whole image; the protocols rescale it to each Q.
-    decoded = loader.scaled_images(files, workspace.data_root(params), None, workers=loader.workers(params))
+    decoded = loader.scaled_images(
+        loader.FileList(entries[skip:]), workspace.data_root(params), None, workers=loader.workers(params)
+    )
     found = evaluate_all(
         model, decoded, q_single=q_single, qs=qs, multi_crop=multi_crop, total=len(files),
         desc=f"{run_name} Q={','.join(map(str, qs))}", mean=mean, std=std, flip=flip, pool=pool, compute=compute,
+        done=done, checkpoint=lambda point: resume.save(stage, key, point),
     )
     labels = torch.from_numpy(files.labels)
     metrics = {
@@ -110,4 +149,5 @@ def run(params: Params, run_name: str) -> dict:
             "top5_err": round(topk_error(posteriors, labels, 5), 4),
         }
     io.write_json(paths.eval_metrics(run_name), metrics)
+    resume.discard(stage)
     return {"run": run_name, **{p: m["top1_err"] for p, m in metrics["protocols"].items()}}

@@ -141,11 +141,6 @@ def stopped(run_name: str, asked: training.StopPoll, position: training.Position
     )
 
 
-def input_files(params: Params, run_name: str) -> list[str]:
-    """Every file the stage depends on: its knob file, its code's digest, data, init weights."""
-    return next(s for s in registry.build(params) if s.name == f"train_{run_name}").deps
-
-
 def run(params: Params, run_name: str) -> dict:
     run = params.runs[run_name]
     if run.imported:
@@ -207,7 +202,7 @@ def _train(params: Params, run_name: str, run: Run, cfg: dict, seed: int, world,
         optimizer, patience=cfg.get("lr_patience", 2), factor=cfg.get("lr_factor", 0.1), max_decreases=cfg.get("lr_decreases", 3)
     )
     # The processes' count is part of the key: each keeps its own sums and generators.
-    key = f"{resume.inputs_key(input_files(params, run_name))}/processes={world.size}"
+    key = f"{resume.inputs_key(registry.deps_of(params, 'train_' + run_name))}/processes={world.size}"
     position, sums = training.Position(), training.EpochSums.zeros(compute.device)
     state = resume.load(run_name, key) if world.main else None
     state = distributed.from_main(world, state)  # process 0's reading, everywhere
