@@ -8,6 +8,8 @@
 #     snakemake --cores 2
 #     snakemake --profile workflow/profiles/local
 #
+# profiles/default (read by every run here) makes the plain command rerun after a kill.
+#
 # Snakemake's --config does not reach the stages, which read params.yaml themselves: edit
 # params.yaml instead (or use `dvc exp run -S key=value`).
 import sys
@@ -15,12 +17,23 @@ import sys
 from vggrepro import registry, timesync
 from vggrepro.guard import guard
 from vggrepro.params import ParamsError
+from vggrepro.stages import StageRunning, lock_pipeline
 
 try:
     PARAMS, STAGES = guard(dvc_yaml=False)
 except ParamsError as err:
     sys.exit(f"snakemake: error: {err}")
 timesync.align(STAGES)
+
+# One pipeline at a time in a workspace. Held from here, after planning and before the first
+# job, until this process ends; Snakemake's own lock is off (profiles/default), since a killed
+# run leaves it behind. Jobs on a cluster parse this file too but run no onstart.
+onstart:
+    try:
+        lock_pipeline("snakemake")
+    except StageRunning as err:
+        sys.exit(f"snakemake: error: {err}")
+
 
 report: "workflow/report/workflow.rst"  # snakemake --report report.html: the tables and figures
 

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,6 +28,7 @@ def make_project(dest: Path, params: dict) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "Snakefile", dest / "Snakefile")
     shutil.copytree(ROOT / "workflow", dest / "workflow")
+    shutil.copytree(ROOT / "profiles", dest / "profiles")
     # The stages list their source files as dependencies, as in the real project.
     shutil.copytree(ROOT / "src", dest / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -39,3 +41,18 @@ def tool(name: str) -> str:
     """A console script of the environment the tests run in (dvc, snakemake)."""
     path = Path(sys.executable).with_name(name)
     return str(path) if path.exists() else name
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory) -> dict:
+    """The tiny pipeline run to the end once per engine: {engine: (workspace, seconds, the
+    BLAKE2b of every output file, taken right after the run)}. Tests may read the workspaces;
+    those that change them note it."""
+    import faults
+
+    found = {}
+    for engine in ("dvc", "snakemake"):
+        workspace = faults.setup(tmp_path_factory.mktemp(f"tiny-{engine}") / "ws", engine, tiny_params())
+        seconds = faults.run_to_end(workspace, engine)
+        found[engine] = (workspace, seconds, faults.outputs(workspace))
+    return found

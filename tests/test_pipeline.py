@@ -5,7 +5,7 @@ import re
 import subprocess
 import sys
 
-from conftest import make_project, tiny_params, tool
+from conftest import tiny_params, tool
 
 REPORTS = (
     "reports/results.md", "reports/metrics.json", *(f"reports/tables/table{n}.csv" for n in (3, 4, 5, 6)),
@@ -24,15 +24,9 @@ def run(cmd, cwd) -> str:
     return done.stdout + done.stderr
 
 
-def test_dvc_and_snakemake_build_identical_reports(tmp_path):
-    params = tiny_params()
-    with_dvc = make_project(tmp_path / "dvc", params)
-    with_snakemake = make_project(tmp_path / "snakemake", params)
-
-    run([tool("dvc"), "init", "--no-scm", "-q"], with_dvc)
-    run([tool("dvc"), "config", "core.analytics", "false"], with_dvc)
-    run([tool("dvc"), "repro"], with_dvc)
-    run([tool("snakemake"), "--cores", "2"], with_snakemake)
+def test_dvc_and_snakemake_build_identical_reports(tiny_runs):
+    params = tiny_params()  # changed below, in both workspaces (the last test to use them)
+    with_dvc, with_snakemake = tiny_runs["dvc"][0], tiny_runs["snakemake"][0]
 
     for report in REPORTS:
         a, b = (with_dvc / report).read_bytes(), (with_snakemake / report).read_bytes()

@@ -9,6 +9,7 @@ times, so a stage run again by hand does not make it rerun everything downstream
 from __future__ import annotations
 
 import filecmp
+import glob
 import json
 import os
 import sys
@@ -37,6 +38,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # A stage killed while writing this file left its temporary one: one stage writes each
+    # output, and one run of a stage at a time (vggrepro.stages.lock_stage), so it is no one's.
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:

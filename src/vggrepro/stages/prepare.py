@@ -56,11 +56,14 @@ def spec_json(spec: embedded.EmbeddedSpec) -> str:
 def generate_into(root: Path, spec: embedded.EmbeddedSpec) -> None:
     """Generates the embedded set into a fresh folder beside root, then swaps it in.
 
-    A killed run leaves root as it was (plus a hidden temporary folder of its own); the old
-    folder is removed only after the check that the generator made it and nothing else is in it.
+    A killed run leaves root as it was (plus a hidden temporary folder of its own, removed by
+    the next run); the old folder is removed only after the check that the generator made it and nothing else is in it.
     """
     workspace.check_generated_root(root)
     root.parent.mkdir(parents=True, exist_ok=True)
+    # What a killed run left: one run of the stage at a time (the stage lock), so no one's.
+    for stale in [*root.parent.glob(f".{root.name}.partial-*"), *root.parent.glob(f".{root.name}.old-*")]:
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.partial-", dir=root.parent))
     try:
         embedded.generate(spec, tmp)
