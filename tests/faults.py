@@ -4,8 +4,9 @@ kill, must end with the bytes an uninterrupted run gives.
     python tests/faults.py --engine snakemake --kills 20            # a new seed, printed
     python tests/faults.py --engine dvc --kills 20 --seed 1234      # the same kill moments again
 
-Each kill lands a random time after the engine's start (uniform over a span sized so that the
-kills spread over the whole pipeline), on the engine's whole process group, as an
+Each kill lands a random time after the engine's start (uniform over a span of a restart's
+cost plus twice the pipeline's time over the kill count, so that the kills walk through the
+whole pipeline), on the engine's whole process group, as an
 out-of-memory kill or a lost node would: the engine, the stage command, its decoding workers.
 Then the plain command runs to the end, and every file under runs/, fusion/, reports/ and
 data/ (weights, posteriors, metrics, tables, figures, the prepared dataset) must be
@@ -28,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -141,15 +143,18 @@ def main(argv: list[str] | None = None) -> int:
         base = args.keep or Path(scratch)
         reference = setup(base / "reference", args.engine, tiny_params())
         seconds = run_to_end(reference, args.engine)
-        print(f"{args.engine}: uninterrupted run {seconds:.1f} s", flush=True)
+        startup = run_to_end(reference, args.engine)  # a rerun with nothing to do: the restart's cost
+        print(f"{args.engine}: uninterrupted run {seconds:.1f} s, a rerun with nothing to do {startup:.1f} s", flush=True)
         killed = setup(base / "killed", args.engine, tiny_params())
-        # Each rerun starts over on what the one before it left, so the kills walk through
-        # the pipeline: about 1.5x the uninterrupted time in all, spread over the kills.
-        points = inject(killed, args.engine, kills=args.kills, seed=seed, span=max(1.0, 3 * seconds / args.kills))
+        # Each rerun starts over on what the one before it left and pays the restart again:
+        # kills a restart plus twice the pipeline's share of one kill apart on average walk
+        # through the whole pipeline.
+        span = startup + 2 * seconds / args.kills
+        points = inject(killed, args.engine, kills=args.kills, seed=seed, span=span)
         expected = outputs(reference)
         diff, left = differences(expected, outputs(killed)), leftovers(killed, args.engine)
-        stages = sorted({what for _, what in points})
-        print(f"{args.engine}: {len(points)} kills (during {', '.join(stages)}); "
+        during = Counter(what for _, what in points)
+        print(f"{args.engine}: {len(points)} kills (during {', '.join(f'{k} x{n}' for k, n in sorted(during.items()))}); "
               f"{len(expected)} output files compared: {len(diff)} differ; left to do or resume: {len(left)}")
         for line in diff + left:
             print(f"  {line}")

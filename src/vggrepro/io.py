@@ -35,25 +35,44 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     The file gets the mode a plain open() would give it (0666 less the umask; mkstemp's is
     0600, which colleagues sharing the project folder could not read), and its bytes reach the
     disk before the rename, so a crash leaves the old file or the new one, never an empty one.
+    A write that fails (a full disk, a read-only folder) raises an OSError naming path, not the
+    temporary file, and leaves path as it was.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A stage killed while writing this file left its temporary one: one stage writes each
-    # output, and one run of a stage at a time (vggrepro.stages.lock_stage), so it is no one's.
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     try:
-        yield Path(tmp)
-        if not (path.is_file() and filecmp.cmp(tmp, path, shallow=False)):
-            os.chmod(tmp, 0o666 & ~_umask())
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # A stage killed while writing this file left its temporary one: one stage writes each
+        # output, and one run of a stage at a time (vggrepro.stages.lock_stage), so it is no one's.
+        for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+            stale.unlink(missing_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+    except OSError as err:
+        raise _naming(err, path) from None
+    try:
+        try:
+            yield Path(tmp)
+        except OSError as err:
+            if err.filename is None or str(err.filename) == tmp:  # write() names no file
+                raise _naming(err, path) from None
+            raise
+        try:
+            if not (path.is_file() and filecmp.cmp(tmp, path, shallow=False)):
+                os.chmod(tmp, 0o666 & ~_umask())
+                with open(tmp, "rb") as f:
+                    os.fsync(f.fileno())
+                os.replace(tmp, path)
+        except OSError as err:
+            raise _naming(err, path) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _naming(err: OSError, path: Path) -> OSError:
+    """err as one line about path: 'cannot write <path> (<reason>); the previous file is untouched'."""
+    reason = err.strerror or str(err)
+    return OSError(err.errno, f"cannot write it ({reason}); any previous version is left as it was", str(path))
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -57,7 +57,8 @@ def generate_into(root: Path, spec: embedded.EmbeddedSpec) -> None:
     """Generates the embedded set into a fresh folder beside root, then swaps it in.
 
     A killed run leaves root as it was (plus a hidden temporary folder of its own, removed by
-    the next run); the old folder is removed only after the check that the generator made it and nothing else is in it.
+    the next run); the old folder is removed only after the check that the generator made it
+    and nothing else is in it.
     """
     workspace.check_generated_root(root)
     root.parent.mkdir(parents=True, exist_ok=True)
@@ -66,8 +67,12 @@ def generate_into(root: Path, spec: embedded.EmbeddedSpec) -> None:
         shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.partial-", dir=root.parent))
     try:
-        embedded.generate(spec, tmp)
-        (tmp / workspace.MARKER).write_text(spec_json(spec))
+        try:
+            embedded.generate(spec, tmp)
+            (tmp / workspace.MARKER).write_text(spec_json(spec))
+        except OSError as err:  # a full disk: name the folder, not one image in the hidden one
+            reason = f"cannot generate the embedded set ({err.strerror or err}); any previous one is left as it was"
+            raise OSError(err.errno, reason, str(root)) from None
         old = None
         if root.exists():
             workspace.check_nothing_foreign(root)  # again, file by file, just before it goes
