@@ -17,7 +17,7 @@ import sys
 from vggrepro import registry, timesync
 from vggrepro.guard import guard
 from vggrepro.params import ParamsError
-from vggrepro.stages import StageRunning, lock_pipeline
+from vggrepro import pipeline_lock
 
 try:
     PARAMS, STAGES = guard(dvc_yaml=False)
@@ -25,13 +25,14 @@ except ParamsError as err:
     sys.exit(f"snakemake: error: {err}")
 timesync.align(STAGES)
 
-# One pipeline at a time in a workspace. Held from here, after planning and before the first
-# job, until this process ends; Snakemake's own lock is off (profiles/default), since a killed
-# run leaves it behind. Jobs on a cluster parse this file too but run no onstart.
+# One pipeline at a time in a workspace, of either engine (vggrepro.pipeline_lock). Held from
+# here, after planning and before the first job, until this process ends; Snakemake's own lock
+# is off (profiles/default), since a killed run leaves it behind. Jobs on a cluster parse this
+# file too but run no onstart.
 onstart:
     try:
-        lock_pipeline("snakemake")
-    except StageRunning as err:
+        pipeline_lock.acquire("snakemake")
+    except pipeline_lock.PipelineRunning as err:
         sys.exit(f"snakemake: error: {err}")
 
 

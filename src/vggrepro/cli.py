@@ -123,7 +123,10 @@ def _use(args) -> int:
 def _validate(args) -> int:
     from vggrepro import guard, registry, workspace
 
-    if args.write_knobs:
+    if args.write_knobs:  # DVC's first stage
+        from vggrepro import pipeline_lock
+
+        pipeline_lock.hold_for_dvc()
         if guard.unchanged_since_last_guard(args.params):
             print(f"{args.params}: unchanged since it was last validated; dataset stamp refreshed")
             return 0

@@ -35,9 +35,10 @@ def try_lock(path: Path, *, this_process_only: bool = False) -> int | None:
     return fd
 
 
-def write_holder(fd: int, holder: str) -> None:
+def write_holder(fd: int, holder: str, pid: int | None = None) -> None:
+    """Records who holds the lock: holder, in process pid (this one by default)."""
     os.ftruncate(fd, 0)
-    os.pwrite(fd, (json.dumps({"pid": os.getpid(), "holder": holder}) + "\n").encode(), 0)
+    os.pwrite(fd, (json.dumps({"pid": pid or os.getpid(), "holder": holder}) + "\n").encode(), 0)
 
 
 def holder_of(path: Path) -> str:

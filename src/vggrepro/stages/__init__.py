@@ -40,20 +40,6 @@ def lock_stage(name: str) -> int | None:
     return fd
 
 
-def lock_pipeline(engine: str) -> int:
-    """An fd holding the workspace's pipeline lock until this process ends (Snakemake's main
-    process takes it in the Snakefile's onstart, after planning and before any job starts):
-    a second Snakemake in the workspace stops at once with one line naming the first."""
-    folder = Path(LOCKS_DIR)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "pipeline.lock"
-    fd = try_lock(path, this_process_only=True)
-    if fd is None:
-        raise StageRunning(f"a pipeline is already running in this workspace ({holder_of(path)}); wait for it to end or stop it")
-    write_holder(fd, engine)
-    return fd
-
-
 def run_stage(name: str, params: Params, run: str | None = None) -> dict:
     held = lock_stage(f"{name}_{run}" if run is not None else name)  # noqa: F841 - held until exit
     import torch  # here: the engines import this package's siblings and need no torch
