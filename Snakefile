@@ -2,8 +2,9 @@
 # registry dvc.yaml is rendered from, so both engines run the same commands under the same
 # names. At parse time, before any job starts, vggrepro.guard validates params.yaml and the
 # workspace and writes each stage's knob file (an input of the stage: a changed value reruns
-# exactly the stages that read it), and vggrepro.timesync lets outputs that DVC restored and
-# holds current count as current here too.
+# exactly the stages that read it); vggrepro.outputs_record reruns a stage whose output was
+# edited by hand, and vggrepro.timesync lets outputs that DVC restored and holds current count
+# as current here too.
 #
 #     snakemake --cores 2
 #     snakemake --profile workflow/profiles/local
@@ -14,15 +15,16 @@
 # params.yaml instead (or use `dvc exp run -S key=value`).
 import sys
 
-from vggrepro import registry, timesync
+from vggrepro import outputs_record, pipeline_lock, registry, timesync
 from vggrepro.guard import guard
 from vggrepro.params import ParamsError
-from vggrepro import pipeline_lock
 
 try:
     PARAMS, STAGES = guard(dvc_yaml=False)
 except ParamsError as err:
     sys.exit(f"snakemake: error: {err}")
+outputs_record.ensure_edit_counts(STAGES)
+outputs_record.flag_edited(STAGES)  # an output edited or deleted by hand reruns its stage
 timesync.align(STAGES)
 
 # One pipeline at a time in a workspace, of either engine (vggrepro.pipeline_lock). Held from

@@ -40,6 +40,7 @@ def _when_holding(proc: subprocess.Popen, ws: Path, holder: str, timeout: float 
         time.sleep(0.05)
 
 
+@pytest.mark.slow  # two pipeline runs, 2 to 3 minutes: `pytest -m slow`
 @pytest.mark.parametrize("first", ["snakemake", "dvc"])
 def test_a_second_pipeline_stops_at_once_naming_the_first(first, tiny_runs, tmp_path):
     ws = faults.setup(tmp_path / "ws", "dvc", tiny_params())  # a DVC project Snakemake runs in too

@@ -5,6 +5,7 @@ stage is run again by hand."""
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import re
 import subprocess
@@ -27,11 +28,12 @@ def run(cmd, cwd, ok=True) -> subprocess.CompletedProcess:
 
 def fingerprint(project: Path) -> dict[str, str]:
     """md5 of every output file (and every file of the dataset), not DVC's .gitignore files,
-    the record of the last validation, nor the stage locks (which hold the last holder's pid)."""
+    the record of the last validation, the stage locks (which hold the last holder's pid), nor
+    the outputs' records (which hold file times) and edit counts."""
     found = {}
     for top in KEEP:
         for path in sorted((project / top).rglob("*")):
-            if path.is_file() and path.name not in (".gitignore", "validated.json") and path.parent.name != "locks":
+            if path.is_file() and path.name not in (".gitignore", "validated.json") and path.parent.name not in ("locks", "outputs", "edits"):
                 found[str(path.relative_to(project))] = hashlib.md5(path.read_bytes()).hexdigest()
     return found
 
@@ -227,3 +229,27 @@ def test_a_replaced_image_in_an_external_tree_reruns_mean_rgb_and_training(works
     run([tool("dvc"), "repro"], project)
     assert snakemake_plan(project) == set()
     assert_a_replaced_image_reruns_the_grid(project, external, params["runs"])
+
+
+@pytest.mark.slow  # four reruns under Snakemake, about 2 minutes: `pytest -m slow`
+def test_an_output_edited_or_deleted_by_hand_reruns_its_stage_in_both_engines(workspace):
+    """DVC by the outputs' hashes; Snakemake by a missing file, or by the record each stage
+    command leaves of its outputs (vggrepro.outputs_record) for an edited one."""
+    run([tool("snakemake"), "--cores", "2"], workspace)  # whatever an earlier test left stale
+    finished = fingerprint(workspace)
+    cases = {"reports/results.md": "report", "runs/B_256/eval.json": "evaluate_B_256"}  # a final and a middle one
+    for out, stage in cases.items():
+        for how in ("edited", "deleted"):
+            path = workspace / out
+            if how == "edited":
+                path.write_bytes(path.read_bytes() + b"\n")
+            else:
+                path.unlink()
+            assert stage in dvc_changed(workspace), (out, how)
+            assert stage in snakemake_plan(workspace), (out, how)
+            run([tool("snakemake"), "--cores", "2"], workspace)
+            assert fingerprint(workspace) == finished, (out, how)
+            assert dvc_changed(workspace) == {"validate"}, (out, how)
+    # A file touched, not changed, or restored by DVC is not an edit.
+    os.utime(workspace / "reports/results.md")
+    assert snakemake_plan(workspace) == set()

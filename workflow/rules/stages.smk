@@ -35,7 +35,9 @@ for _stage in registry.snakemake_stages(STAGES):
         name:
             _stage.name
         input:
-            _stage.deps,
+            # and the count of edits found in its outputs (vggrepro.outputs_record), which DVC,
+            # hashing every output itself, does without
+            [*_stage.deps, outputs_record.edits_path(_stage.name)],
         output:
             [_output(o) for o in _stage.outs],
         params:

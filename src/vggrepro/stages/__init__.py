@@ -4,7 +4,8 @@
 here, in the package every stage module imports, so what it does to results (the thread
 count) is part of each stage's code dependencies (vggrepro.codedeps).
 
-It also locks the stage: two runs of one stage in a workspace at once (two pipelines, or a
+When the stage ends it records its outputs (vggrepro.outputs_record: Snakemake reruns a stage
+whose output was edited by hand). It also locks the stage: two runs of one stage in a workspace at once (two pipelines, or a
 command run by hand beside one) would write the same outputs; the second stops at once with
 one line naming the first. The lock is the kernel's (vggrepro.locks): a killed stage leaves none.
 """
@@ -15,6 +16,7 @@ import importlib
 import os
 from pathlib import Path
 
+from vggrepro import outputs_record, registry
 from vggrepro.locks import holder_of, try_lock, write_holder
 from vggrepro.params import Params
 
@@ -41,9 +43,13 @@ def lock_stage(name: str) -> int | None:
 
 
 def run_stage(name: str, params: Params, run: str | None = None) -> dict:
-    held = lock_stage(f"{name}_{run}" if run is not None else name)  # noqa: F841 - held until exit
+    stage_name = f"{name}_{run}" if run is not None else name
+    held = lock_stage(stage_name)  # noqa: F841 - held until exit
     import torch  # here: the engines import this package's siblings and need no torch
 
     torch.set_num_threads(params.raw["threads"])  # results are bitwise repeatable per thread count
     stage = importlib.import_module(f"vggrepro.stages.{name}")
-    return stage.run(params, run) if run is not None else stage.run(params)
+    result = stage.run(params, run) if run is not None else stage.run(params)
+    if held is not None:  # the stage command itself, not a process under its torchrun
+        outputs_record.record(next(s for s in registry.build(params) if s.name == stage_name))
+    return result
