@@ -23,8 +23,9 @@ try:
     PARAMS, STAGES = guard(dvc_yaml=False)
 except ParamsError as err:
     sys.exit(f"snakemake: error: {err}")
-outputs_record.ensure_edit_counts(STAGES)
-outputs_record.flag_edited(STAGES)  # an output edited or deleted by hand reruns its stage
+if workflow.is_main_process:  # not in a cluster job, which sees outputs Snakemake removed
+    outputs_record.ensure_edit_counts(STAGES)
+    outputs_record.flag_edited(STAGES)  # an output edited or deleted by hand reruns its stage
 timesync.align(STAGES)
 
 # One pipeline at a time in a workspace, of either engine (vggrepro.pipeline_lock). Held from

@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
                 bench.main(repeat=args.repeat)
             return 0
         return _stage(args)
-    except (ParamsError, DatasetError, FileNotFoundError, ValueError, FloatingPointError) as err:
+    except (ParamsError, DatasetError, ValueError, FloatingPointError) as err:
         print(f"vggrepro {args.command}: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # a file that cannot be read or written: name it, no traceback

@@ -22,7 +22,7 @@ from typing import Any, Iterator
 from vggrepro import __version__
 
 
-def _umask() -> int:
+def umask() -> int:
     mask = os.umask(0o022)  # reading the umask means setting it: put it straight back
     os.umask(mask)
     return mask
@@ -32,20 +32,22 @@ def _umask() -> int:
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yields a temporary path in path's folder; renames it onto path on success.
 
-    The file gets the mode a plain open() would give it (0666 less the umask; mkstemp's is
-    0600, which colleagues sharing the project folder could not read), and its bytes reach the
-    disk before the rename, so a crash leaves the old file or the new one, never an empty one.
+    The temporary file's name holds this process's pid, so a later writer can tell one left by
+    a killed process (removed) from one being written now (left alone). The file gets the mode
+    a plain open() would give it (0666 less the umask; mkstemp's is 0600, which colleagues
+    sharing the project folder could not read), and its bytes reach the disk before the rename, so a crash leaves the old file or the new one, never an empty one.
     A write that fails (a full disk, a read-only folder) raises an OSError naming path, not the
     temporary file, and leaves path as it was.
     """
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        # A stage killed while writing this file left its temporary one: one stage writes each
-        # output, and one run of a stage at a time (vggrepro.stages.lock_stage), so it is no one's.
+        # A process killed while writing this file left its temporary one: remove those of
+        # writers no longer alive (the writer's pid is in the name).
         for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-            stale.unlink(missing_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            if stale.name.startswith(f".{path.name}.") and left_by_the_dead(stale.name[len(path.name) + 2 :]):
+                stale.unlink(missing_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent)
         os.close(fd)
     except OSError as err:
         raise _naming(err, path) from None
@@ -58,7 +60,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             raise
         try:
             if not (path.is_file() and filecmp.cmp(tmp, path, shallow=False)):
-                os.chmod(tmp, 0o666 & ~_umask())
+                os.chmod(tmp, 0o666 & ~umask())
                 with open(tmp, "rb") as f:
                     os.fsync(f.fileno())
                 os.replace(tmp, path)
@@ -69,8 +71,23 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+def left_by_the_dead(rest: str) -> bool:
+    """Whether a temporary name's rest, '<pid>-<random>...', names a process no longer alive."""
+    pid = rest.split("-", 1)[0]
+    if not pid.isdigit():
+        return False  # not one of ours: leave it
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, someone else's
+        return False
+    return False
+
+
 def _naming(err: OSError, path: Path) -> OSError:
-    """err as one line about path: 'cannot write <path> (<reason>); the previous file is untouched'."""
+    """err as an OSError about path whose text reads '<path>: cannot write it (<reason>); any
+    previous version is left as it was'."""
     reason = err.strerror or str(err)
     return OSError(err.errno, f"cannot write it ({reason}); any previous version is left as it was", str(path))
 

@@ -12,7 +12,9 @@ the count of edits in .vggrepro/edits/<stage>.txt, an input of the stage's rule 
 by one. Its content changes, so Snakemake reruns the stage (a newer time alone would not do:
 Snakemake compares the checksums of small inputs it recorded). Bytes that
 match have their new size and time recorded, so each file is hashed once after a change.
-A stage with no record (its outputs came from elsewhere, or it never ran here) is left alone.
+A stage with no record (its outputs came from elsewhere, or it never ran here) is left alone;
+only files are recorded (the embedded dataset folder prepare makes is checked by its stamp).
+The Snakefile runs this in Snakemake's main process only, never in a cluster job.
 """
 
 from __future__ import annotations
@@ -39,10 +41,13 @@ def edits_path(stage: str) -> str:
 
 
 def ensure_edit_counts(stages: list[Stage], root: str | Path = ".") -> None:
+    """Creates the missing counts, dated 1970: a new one must not look like an update of an
+    input to stages whose outputs are already there (made by DVC, or before counts existed)."""
     for stage in snakemake_stages(stages):
         path = Path(root) / edits_path(stage.name)
         if not path.is_file():
             io.write_text(path, "0\n")
+            os.utime(path, ns=(0, 0))
 
 
 def _bump(root: Path, stage: str) -> None:

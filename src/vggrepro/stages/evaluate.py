@@ -113,7 +113,8 @@ def run(params: Params, run_name: str) -> dict:
     qs = [params.pixels(q) for q in run.multi_scale_q]
     files = loader.FileList(entries)
     stage = f"evaluate_{run_name}"
-    key = resume.inputs_key(registry.deps_of(params, stage))
+    # The device is part of the key: posteriors from two devices joined would match no run.
+    key = f"{resume.inputs_key(registry.deps_of(params, stage))}/{compute.describe()}"
     done = resume.load(stage, key)
     if done is not None:
         print(f"{run_name}: resuming evaluation after image {done['images']} of {len(files)} ({resume.path(stage)})", flush=True)

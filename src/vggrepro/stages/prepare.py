@@ -56,16 +56,19 @@ def spec_json(spec: embedded.EmbeddedSpec) -> str:
 def generate_into(root: Path, spec: embedded.EmbeddedSpec) -> None:
     """Generates the embedded set into a fresh folder beside root, then swaps it in.
 
-    A killed run leaves root as it was (plus a hidden temporary folder of its own, removed by
-    the next run); the old folder is removed only after the check that the generator made it
-    and nothing else is in it.
+    A killed run leaves root as it was, or (killed between the two renames) no root, which the
+    next run generates; its hidden temporary folders are removed by the next run. The old
+    folder is removed only after the check that the generator made it and nothing else is in it.
     """
     workspace.check_generated_root(root)
     root.parent.mkdir(parents=True, exist_ok=True)
-    # What a killed run left: one run of the stage at a time (the stage lock), so no one's.
-    for stale in [*root.parent.glob(f".{root.name}.partial-*"), *root.parent.glob(f".{root.name}.old-*")]:
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.partial-", dir=root.parent))
+    # What a killed run left (its pid is in the name; another workspace may share the folder).
+    for kind in ("partial", "old"):
+        for stale in root.parent.glob(f".{root.name}.{kind}-*"):
+            if io.left_by_the_dead(stale.name[len(f".{root.name}.{kind}-") :]):
+                shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.partial-{os.getpid()}-", dir=root.parent))
+    os.chmod(tmp, 0o777 & ~io.umask())  # mkdtemp's 0700 would keep colleagues out of the dataset
     try:
         try:
             embedded.generate(spec, tmp)
@@ -76,7 +79,7 @@ def generate_into(root: Path, spec: embedded.EmbeddedSpec) -> None:
         old = None
         if root.exists():
             workspace.check_nothing_foreign(root)  # again, file by file, just before it goes
-            old = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-", dir=root.parent))
+            old = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-{os.getpid()}-", dir=root.parent))
             os.replace(root, old / root.name)
         os.replace(tmp, root)
         if old is not None:
