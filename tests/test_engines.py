@@ -179,6 +179,7 @@ def test_both_engines_decide_alike(workspace):
     (project / "params.yaml").write_text(text)
 
 
+@pytest.mark.slow  # about 90 s: `pytest -m slow`
 def test_snakemake_does_not_trust_dvc_for_a_graph_dvc_yaml_does_not_describe(workspace):
     """A run added without `vggrepro dvc-yaml`: DVC has no record of it, and its record of
     the other stages may name other inputs, so Snakemake goes by its own file times."""
@@ -217,6 +218,7 @@ def test_a_replaced_embedded_image_reruns_mean_rgb_and_training(workspace):
     assert_a_replaced_image_reruns_the_grid(workspace, workspace / "data/embedded", tiny_params()["runs"])
 
 
+@pytest.mark.slow  # a second DVC project, about 45 s: `pytest -m slow`
 def test_a_replaced_image_in_an_external_tree_reruns_mean_rgb_and_training(workspace, tmp_path):
     external = tmp_path / "imagenet"  # a dataset outside the workspace, as ImageNet on a shared disk
     shutil.copytree(workspace / "data/embedded", external, ignore=shutil.ignore_patterns(".vggrepro-embedded"))

@@ -25,7 +25,7 @@ def run(cmd, cwd) -> str:
 
 
 def test_dvc_and_snakemake_build_identical_reports(tiny_runs):
-    params = tiny_params()  # changed below, in both workspaces (the last test to use them)
+    params = tiny_params()
     with_dvc, with_snakemake = tiny_runs["dvc"][0], tiny_runs["snakemake"][0]
 
     for report in REPORTS:
@@ -74,7 +74,17 @@ def test_dvc_and_snakemake_build_identical_reports(tiny_runs):
     plan = run([tool("snakemake"), "-n", "--cores", "2"], with_snakemake)
     assert "Nothing to be done" in plan, plan
 
-    # Changing one run's knob reruns that run and what follows it, in both engines.
+    # Changing one run's knob reruns that run and what follows it, in both engines (then put
+    # back: other tests read the finished workspaces; a copy would have a new dataset stamp).
+    try:
+        _knob_changed(params, with_dvc, with_snakemake)
+    finally:
+        for project in (with_dvc, with_snakemake):
+            (project / "params.yaml").write_text(__import__("yaml").safe_dump(tiny_params(), sort_keys=False))
+            run([sys.executable, "-m", "vggrepro", "validate", "--write-knobs"], project)
+
+
+def _knob_changed(params, with_dvc, with_snakemake) -> None:
     params["runs"]["B_jit"]["lr"] = 0.002
     for project in (with_dvc, with_snakemake):
         (project / "params.yaml").write_text(__import__("yaml").safe_dump(params, sort_keys=False))

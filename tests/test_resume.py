@@ -120,6 +120,7 @@ def test_a_resume_point_of_other_inputs_is_discarded(prepared, tmp_path):
     assert "resuming" not in done.stdout
 
 
+@pytest.mark.slow  # about 35 s; tests/test_faults.py kills `dvc repro` in the default suite
 def test_dvc_repro_after_a_kill_resumes_the_stage(prepared, uninterrupted, tmp_path):
     ws = _copy(prepared, tmp_path)
     for cmd in (["init", "--no-scm", "-q"], ["config", "core.analytics", "false"]):
