@@ -12,7 +12,8 @@ the kernel drops when its holders end, however they end:
   shared with a forked child) until the DVC process it ran under ends. DVC's own locks are not
   enough: it releases its repository lock while a stage's command runs.
 
-Stage commands run by hand take no pipeline lock, only their stage's (vggrepro.stages).
+Stage commands run by hand take no pipeline lock, only their stage's (vggrepro.stages); nor does
+`dvc repro --single-item` of a stage other than validate, which skips the validate stage.
 Linux only for DVC (the keeper finds its DVC process through /proc); elsewhere DVC runs
 unlocked by us and relies on its own locks.
 """
@@ -27,7 +28,8 @@ from pathlib import Path
 from vggrepro.locks import holder_of, try_lock, write_holder
 
 PATH = Path(".vggrepro/locks/pipeline.lock")
-SHELLS = {"sh", "bash", "dash", "zsh", "fish", "ksh"}
+# DVC runs a stage as `$SHELL -c CMD`: the shells between a stage command and DVC
+SHELLS = {"sh", "bash", "dash", "zsh", "fish", "ksh", "mksh", "csh", "tcsh", "nu", "xonsh"}
 POLL_S = 0.1  # how soon after DVC ends the workspace is free
 
 
