@@ -5,8 +5,8 @@ kill, must end with the bytes an uninterrupted run gives.
     python tests/faults.py --engine dvc --kills 20 --seed 1234      # the same kill moments again
 
 Each kill lands a random time after the engine's start (uniform over a span of a restart's
-cost plus twice the pipeline's time over the kill count, so that the kills walk through the
-whole pipeline), on the engine's whole process group, as an
+cost plus twice the pipeline's time over the kill count, half as long again after each kill in
+the same stage as the one before, so that the kills walk through the whole pipeline), on the engine's whole process group, as an
 out-of-memory kill or a lost node would: the engine, the stage command, its decoding workers.
 Then the plain command runs to the end, and every file under runs/, fusion/, reports/ and
 data/ (weights, posteriors, metrics, tables, figures, the prepared dataset) must be
@@ -96,12 +96,17 @@ def kill_at(workspace: Path, engine: str, delay: float) -> str:
 
 def inject(workspace: Path, engine: str, *, kills: int, seed: int, span: float, say=print) -> list[tuple[float, str]]:
     """kills SIGKILLs at random moments, each after a fresh start of the plain command; then the
-    plain command to the end. Returns (delay, what was killed) per kill."""
+    plain command to the end. Returns (delay, what was killed) per kill.
+
+    A stage killed again before it could finish would pin every later kill to it: after a kill
+    in the same stage as the one before, the span grows by half (and is back to span after a
+    kill elsewhere), so the kills walk on through the pipeline."""
     rng = random.Random(seed)
-    points = []
+    points, now = [], span
     for i in range(kills):
-        delay = round(rng.uniform(0.2, span), 2)
+        delay = round(rng.uniform(0.2, now), 2)
         killed = kill_at(workspace, engine, delay)
+        now = now * 1.5 if points and killed == points[-1][1] and killed != "finished" else span
         points.append((delay, killed))
         say(f"{engine} kill {i + 1}/{kills}: {delay:.2f} s after start, during {killed}")
     run_to_end(workspace, engine)
