@@ -58,7 +58,7 @@ vgg train --run A_256 | tee "$out/train_A.txt" || return 1
 # E: stopped by SIGTERM once mid-run (its first resume point comes after 5 steps), then resumed.
 python3 -m vggrepro train --run E_256 > "$out/train_E_part1.txt" 2> "$out/train_E_stop.txt" &  # not through vgg(): the signal must reach python
 pid=$!
-while [ ! -e .vggrepro/resume/E_256.pt ] && kill -0 $pid 2>/dev/null; do sleep 0.02; done
+while [ ! -e .vggrepro/resume/train_E_256.pt ] && kill -0 $pid 2>/dev/null; do sleep 0.02; done
 kill -TERM $pid 2>/dev/null
 wait $pid
 echo "E_256 after SIGTERM: exit $? | $(cat "$out/train_E_stop.txt")"

@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from conftest import tiny_params, vggrepro
-from vggrepro import io
+from vggrepro.runtime import io
 
 
 @pytest.fixture
@@ -92,8 +92,8 @@ def test_an_unreadable_file_is_one_line(bare, monkeypatch):
 
     monkeypatch.chdir(bare)
     monkeypatch.setattr(cli, "_validate", refuse)
-    import io as _io
     import contextlib
+    import io as _io
 
     err = _io.StringIO()
     with contextlib.redirect_stderr(err):

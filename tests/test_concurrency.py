@@ -1,5 +1,5 @@
 """Two pipelines started at once in one workspace: the second, of either engine, stops at once
-with one line naming the first (vggrepro.pipeline_lock), and the first ends with the bytes of a
+with one line naming the first (vggrepro.engine.pipeline_lock), and the first ends with the bytes of a
 run that had the workspace to itself."""
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 import os
 import time
 
-from vggrepro import datastamp
+from vggrepro.engine import datastamp
 
 
 def tree(root):

@@ -16,13 +16,13 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from vggrepro import device, distributed, registry
+from conftest import make_project, tiny_params, vggrepro
 from vggrepro.data.normalise import channels
+from vggrepro.engine import registry
 from vggrepro.model import VGG, ModelSpec, init_weights
 from vggrepro.params import parse_params
+from vggrepro.runtime import device, distributed
 from vggrepro.training import EpochSums, Loop
-
-from conftest import make_project, tiny_params, vggrepro
 
 
 def _loop(world: distributed.World, accumulation: int = 1) -> Loop:
@@ -72,7 +72,7 @@ def test_nproc_keeps_the_stage_command_which_launches_torchrun_itself():
     raw = tiny_params()
     raw["train"]["nproc"] = 2
     stages = {s.name: s for s in registry.build(parse_params(raw))}
-    # The same command: it leases nproc GPUs first (vggrepro.lease), then runs torchrun.
+    # The same command: it leases nproc GPUs first (vggrepro.runtime.lease), then runs torchrun.
     assert stages["train_A_256"].cmd == "vggrepro train --run A_256"
     assert stages["evaluate_A_256"].cmd == "vggrepro evaluate --run A_256"
     assert distributed.torchrun_argv(2, "params.yaml", "A_256")[1:] == [

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -236,7 +236,7 @@ def test_a_replaced_image_in_an_external_tree_reruns_mean_rgb_and_training(works
 @pytest.mark.slow  # four reruns under Snakemake, about 2 minutes: `pytest -m slow`
 def test_an_output_edited_or_deleted_by_hand_reruns_its_stage_in_both_engines(workspace):
     """DVC by the outputs' hashes; Snakemake by a missing file, or by the record each stage
-    command leaves of its outputs (vggrepro.outputs_record) for an edited one."""
+    command leaves of its outputs (vggrepro.engine.outputs_record) for an edited one."""
     run([tool("snakemake"), "--cores", "2"], workspace)  # whatever an earlier test left stale
     finished = fingerprint(workspace)
     cases = {"reports/results.md": "report", "runs/B_256/eval.json": "evaluate_B_256"}  # a final and a middle one

@@ -7,9 +7,11 @@ import pytest
 import torch
 
 from conftest import tiny_params
-from vggrepro import io, paths, tables
+from vggrepro import paths
 from vggrepro.params import ParamsError, parse_params
 from vggrepro.protocols import BadPosteriors
+from vggrepro.report import tables
+from vggrepro.runtime import io
 from vggrepro.stages import fuse
 
 
@@ -70,7 +72,7 @@ def test_members_outside_the_grid_are_left_out_and_named(workspace):
 def test_members_scoring_other_images_stop_with_one_line(workspace):
     labels = workspace
     save("B_jit", "dense", posteriors(99), labels, names=[f"val/other{i}.JPEG" for i in range(12)])
-    with pytest.raises(ValueError, match=r"^fuse: B_jit/dense scored other images than A_256/dense"):
+    with pytest.raises(fuse.FuseError, match=r"^fuse: B_jit/dense scored other images than A_256/dense"):
         fuse.run(params_with({"x": ["A_256/dense", "B_jit/dense"]}))
 
 

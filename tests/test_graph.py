@@ -6,7 +6,7 @@ import subprocess
 import pytest
 
 from conftest import ROOT, tool
-from vggrepro import registry
+from vggrepro.engine import registry
 from vggrepro.params import load_params
 
 
@@ -92,4 +92,7 @@ def test_dvc_and_registry_agree_on_a_stage(stage):
     reg = {s.name: s for s in registry_stages()}[stage]
     assert dvc["cmd"] == reg.cmd and dvc["deps"] == reg.deps and "params" not in dvc  # its knob file carries them
     validate = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["validate"]
-    assert set(reg.params) <= set(validate["params"])  # dvc params diff sees every key
+    params = load_params(ROOT / "params.yaml")
+    given = {k for k in reg.params if params.given_key(k)}
+    assert given <= set(validate["params"])  # dvc params diff sees every key params.yaml holds
+    assert not set(validate["params"]) - {k for s in registry_stages() for k in s.params if params.given_key(k)}

@@ -37,8 +37,8 @@ from ingest_trees import (
     wnid,
     write_devkit,
 )
-from vggrepro import datastamp
 from vggrepro.data import badfiles, fingerprint, images, ingest, scan, vallabels
+from vggrepro.engine import datastamp
 
 
 @pytest.fixture(scope="module")

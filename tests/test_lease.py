@@ -1,4 +1,4 @@
-"""GPU leases (vggrepro.lease) with fake device ids: distinct ids for concurrent holders, a
+"""GPU leases (vggrepro.runtime.lease) with fake device ids: distinct ids for concurrent holders, a
 waiter served when a holder exits, a SIGKILLed holder's id freed, one line naming the holders
 on timeout, CUDA_VISIBLE_DEVICES as the ids to choose from. CPU only, no torch.
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from vggrepro import lease
+from vggrepro.runtime import lease
 
 # Generous: a holder starts a fresh interpreter on a busy 2-core machine.
 PIPE_TIMEOUT_S = 120
@@ -25,7 +25,7 @@ PIPE_TIMEOUT_S = 120
 HOLDER = """
 import sys
 from pathlib import Path
-from vggrepro.lease import lease_device
+from vggrepro.runtime.lease import lease_device
 folder, ids, name, timeout = sys.argv[1:5]
 held = lease_device(ids.split(","), folder=Path(folder), holder=name, timeout_s=float(timeout), poll_s=0.05)
 print(held.id, flush=True)
@@ -137,16 +137,16 @@ def test_all_held_times_out_with_one_line_naming_ids_and_holders(tmp_path, holde
 def test_visible_devices_restrict_the_choice(tmp_path):
     env = {"CUDA_VISIBLE_DEVICES": "2,3"}
     assert lease.visible_ids(env, count=8) == ["2", "3"]
-    first = lease.acquire("train_A", root=tmp_path, env=env, count=8, timeout_s=0)
+    first = lease.acquire("train_A", folder=tmp_path, env=env, count=8, timeout_s=0)
     second_env = {"CUDA_VISIBLE_DEVICES": "2,3"}
-    second = lease.acquire("train_B", root=tmp_path, env=second_env, count=8, timeout_s=0)
+    second = lease.acquire("train_B", folder=tmp_path, env=second_env, count=8, timeout_s=0)
     try:
         assert sorted([first.id, second.id]) == ["2", "3"], (first.id, second.id)
         assert (env["CUDA_VISIBLE_DEVICES"], second_env["CUDA_VISIBLE_DEVICES"]) == (first.id, second.id)
         locks = sorted(p.name for p in lease.folder_for(tmp_path).iterdir())
         assert locks == ["gpu-2.lock", "gpu-3.lock"], locks
         with pytest.raises(lease.LeaseTimeout):
-            lease.acquire("train_C", root=tmp_path, env={"CUDA_VISIBLE_DEVICES": "2,3"}, count=8, timeout_s=0)
+            lease.acquire("train_C", folder=tmp_path, env={"CUDA_VISIBLE_DEVICES": "2,3"}, count=8, timeout_s=0)
     finally:
         first.release()
         second.release()
@@ -190,10 +190,10 @@ def test_visible_ids(raw, count, expected):
 )
 def test_no_lock_without_a_choice(tmp_path, env, count, expected_id):
     before = dict(env)
-    held = lease.acquire("train_A", root=tmp_path, env=env, count=count, timeout_s=0)
+    held = lease.acquire("train_A", folder=tmp_path, env=env, count=count, timeout_s=0)
     assert (held.id, held.fd) == (expected_id, None)
     assert env == before, "CUDA_VISIBLE_DEVICES changed without a lease"
-    assert not (tmp_path / lease.LEASES_DIR).exists()
+    assert not any(tmp_path.iterdir())
 
 
 def test_a_torchrun_launch_leases_n_ids_all_or_none(tmp_path):
@@ -201,8 +201,8 @@ def test_a_torchrun_launch_leases_n_ids_all_or_none(tmp_path):
     finds too few free waits, then stops with one line, holding none of them meanwhile."""
     folder = lease.folder_for(tmp_path)
     env_a, env_b = {"CUDA_VISIBLE_DEVICES": "0,1,2,3"}, {"CUDA_VISIBLE_DEVICES": "0,1,2,3"}
-    a = lease.acquire_many("train_A", 2, root=tmp_path, env=env_a)
-    b = lease.acquire_many("train_B", 2, root=tmp_path, env=env_b)
+    a = lease.acquire_many("train_A", 2, folder=tmp_path, env=env_a)
+    b = lease.acquire_many("train_B", 2, folder=tmp_path, env=env_b)
     try:
         assert len(set(a.ids)) == 2 and len(set(b.ids)) == 2 and not set(a.ids) & set(b.ids)
         assert env_a["CUDA_VISIBLE_DEVICES"] == ",".join(a.ids) and env_b["CUDA_VISIBLE_DEVICES"] == ",".join(b.ids)
@@ -212,12 +212,12 @@ def test_a_torchrun_launch_leases_n_ids_all_or_none(tmp_path):
     single = Holder(folder, ["0", "1", "2", "3"], "evaluate_X")
     try:
         taken = single.leased_id()
-        two = lease.acquire_many("train_C", 2, root=tmp_path, env={"CUDA_VISIBLE_DEVICES": "0,1,2,3"}, timeout_s=5)
+        two = lease.acquire_many("train_C", 2, folder=tmp_path, env={"CUDA_VISIBLE_DEVICES": "0,1,2,3"}, timeout_s=5)
         assert taken not in two.ids
         # One id is free, three are needed: it waits, then one line; it holds nothing meanwhile.
         with pytest.raises(lease.LeaseTimeout, match="no 3 free GPUs for train_D after 0.3 s"):
-            lease.acquire_many("train_D", 3, root=tmp_path, env={"CUDA_VISIBLE_DEVICES": "0,1,2,3"}, timeout_s=0.3, poll_s=0.05)
-        last = lease.acquire("evaluate_Y", root=tmp_path, env={"CUDA_VISIBLE_DEVICES": "0,1,2,3"}, timeout_s=5)
+            lease.acquire_many("train_D", 3, folder=tmp_path, env={"CUDA_VISIBLE_DEVICES": "0,1,2,3"}, timeout_s=0.3, poll_s=0.05)
+        last = lease.acquire("evaluate_Y", folder=tmp_path, env={"CUDA_VISIBLE_DEVICES": "0,1,2,3"}, timeout_s=5)
         assert last.id not in (taken, *two.ids)  # the free id was not left locked by train_D
         last.release()
         two.release()
@@ -227,8 +227,8 @@ def test_a_torchrun_launch_leases_n_ids_all_or_none(tmp_path):
 
 def test_a_launch_needing_every_visible_gpu_locks_nothing_and_too_few_is_one_line(tmp_path):
     env = {"CUDA_VISIBLE_DEVICES": "4,5"}  # a SLURM job given 2 GPUs for train.nproc 2
-    leases = lease.acquire_many("train_A", 2, root=tmp_path, env=env)
+    leases = lease.acquire_many("train_A", 2, folder=tmp_path, env=env)
     assert leases.ids == ["4", "5"] and all(h.fd is None for h in leases.held) and env["CUDA_VISIBLE_DEVICES"] == "4,5"
     with pytest.raises(lease.LeaseError, match=r"^train.nproc 3 needs 3 GPUs; 2 visible \(4, 5\)$"):
-        lease.acquire_many("train_A", 3, root=tmp_path, env=env)
-    assert lease.acquire_many("train_A", 2, root=tmp_path, env={"CUDA_VISIBLE_DEVICES": ""}).ids == []
+        lease.acquire_many("train_A", 3, folder=tmp_path, env=env)
+    assert lease.acquire_many("train_A", 2, folder=tmp_path, env={"CUDA_VISIBLE_DEVICES": ""}).ids == []

@@ -23,7 +23,9 @@ from conftest import tiny_params, vggrepro
 from vggrepro import cli
 from vggrepro.data.normalise import channels, to_input
 from vggrepro.model import VGG, ModelSpec, load_checkpoint, read_checkpoint
-from vggrepro.published import IMAGENET_MEAN, IMAGENET_STD, from_torchvision
+from vggrepro.params import ParamsError
+from vggrepro.published import IMAGENET_MEAN, IMAGENET_STD, WeightsError, from_torchvision
+from vggrepro.stages import StageRun
 
 TOLERANCE = 1e-4
 
@@ -149,7 +151,7 @@ def test_a_wrong_shape_names_the_tensor():
     state = _keys_only("vgg19")
     state["features.0.weight"] = torch.zeros(64, 1, 3, 3)
     expected = r"^x.pth: features.0.weight has shape \(64, 1, 3, 3\), vgg19 expects \(64, 3, 3, 3\)$"
-    with pytest.raises(ValueError, match=expected):
+    with pytest.raises(WeightsError, match=expected):
         from_torchvision(state, "vgg19", source="x.pth")
 
 
@@ -163,8 +165,8 @@ def _import_workspace(tmp_path, monkeypatch, wnids, config="A"):
     run that imports a checkpoint of `config` trained on the sorted wnids, as torchvision's are."""
     import csv as _csv
 
-    from vggrepro import io
     from vggrepro.params import parse_params
+    from vggrepro.runtime import io
 
     monkeypatch.chdir(tmp_path)
     Path("data").mkdir()
@@ -192,7 +194,7 @@ def test_an_imported_run_is_the_checkpoint_with_its_classes_in_the_datasets_orde
 
     wnids = ["n03", "n01", "n02"]  # the dataset's label order; the weights index sorted wnids
     params, source = _import_workspace(tmp_path, monkeypatch, wnids)
-    assert train.run(params, "pub") == {"run": "pub", "imported": "published.pt", "epochs": 0}
+    assert train.run(params, "pub", stage=StageRun("train_pub", ())) == {"run": "pub", "imported": "published.pt", "epochs": 0}
     model = load_checkpoint("runs/pub/model.pt")
     assert not model.training and model.normalise == ([1.0, 2.0, 3.0], [4.0, 5.0, 6.0])
     x = torch.randn(2, 3, 224, 224)
@@ -207,8 +209,8 @@ def test_an_imported_checkpoint_of_another_config_or_class_count_is_one_line(tmp
     from vggrepro.stages import train
 
     params, _ = _import_workspace(tmp_path, monkeypatch, ["n01", "n02"], config="B")
-    with pytest.raises(ValueError, match=r"^runs.pub.weights: published.pt holds configuration B; the run says A$"):
-        train.run(params, "pub")
+    with pytest.raises(ParamsError, match=r"^runs.pub.weights: published.pt holds configuration B; the run says A$"):
+        train.run(params, "pub", stage=StageRun("train_pub", ()))
 
 
 def test_import_needs_weights_and_weights_need_import():

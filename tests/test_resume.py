@@ -18,8 +18,9 @@ import pytest
 import yaml
 
 from conftest import make_project, tiny_params, tool, vggrepro
+from vggrepro import paths
 
-RESUME = Path(".vggrepro/resume/A_256.pt")
+RESUME = Path(paths.resume_point("train_A_256"))
 MODEL = Path("runs/A_256/model.pt")
 
 
@@ -155,27 +156,30 @@ class _Killed(BaseException):
 def _evaluate_in_process(ws: Path, monkeypatch, *, kill_after_saves: int | None = None) -> None:
     """Runs evaluate_A_256 here, with 4-image chunks and a resume point after each; with
     kill_after_saves, stops it dead once that many points are written."""
-    from vggrepro import resume
+    from vggrepro.engine import registry
     from vggrepro.params import load_params
-    from vggrepro.stages import evaluate, run_stage
+    from vggrepro.runtime import resume
+    from vggrepro.stages import StageRun, evaluate, run_stage
 
     monkeypatch.chdir(ws)
     monkeypatch.setattr(evaluate, "CHUNK", 4)
     monkeypatch.setattr(evaluate, "SAVE_EVERY_S", 0.0)
     saves = []
-    real_save = resume.save
+    real_save = resume.Point.save
 
-    def save(stage, key, state):
-        real_save(stage, key, state)
+    def save(point, state):
+        real_save(point, state)
         saves.append(state["images"])
         if kill_after_saves is not None and len(saves) == kill_after_saves:
             raise _Killed
 
-    monkeypatch.setattr(resume, "save", save)
+    monkeypatch.setattr(resume.Point, "save", save)
     try:
-        run_stage("evaluate", load_params("params.yaml"), "A_256")
+        params = load_params("params.yaml")
+        stage = next(s for s in registry.build(params) if s.name == "evaluate_A_256")
+        run_stage("evaluate", params, StageRun(stage.name, tuple(stage.deps)), "A_256")
     finally:
-        monkeypatch.setattr(resume, "save", real_save)
+        monkeypatch.setattr(resume.Point, "save", real_save)
         monkeypatch.undo()
 
 
@@ -191,7 +195,7 @@ def test_an_evaluation_stopped_midway_resumes_to_the_same_posteriors(trained, tm
     assert set(expected) >= {"eval.json", "dense-single.pt", "dense.pt"}
 
     ws = _copy(trained, tmp_path / "killed")
-    point = ws / ".vggrepro/resume/evaluate_A_256.pt"
+    point = ws / paths.resume_point("evaluate_A_256")
     with pytest.raises(_Killed):
         _evaluate_in_process(ws, monkeypatch, kill_after_saves=2)
     assert point.exists() and not (ws / "runs/A_256/eval.json").exists()

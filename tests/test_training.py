@@ -8,11 +8,13 @@ import torch
 import yaml
 
 from conftest import tiny_params
-from vggrepro import device, schedule
+from vggrepro import schedule
 from vggrepro.data import holdout, train_batches
 from vggrepro.data.ingest import Entry
 from vggrepro.data.normalise import channels
 from vggrepro.model import VGG, ModelSpec, init_weights
+from vggrepro.params import ParamsError
+from vggrepro.runtime import device
 from vggrepro.training import EpochSums, Loop, NonFiniteLoss, check_finite, holdout_error
 
 
@@ -166,10 +168,10 @@ def test_holdout_error_counts_ties_and_non_finite_scores_as_wrong():
 
 
 def test_an_empty_held_out_slice_is_an_error_never_zero_percent():
-    with pytest.raises(ValueError, match=r"^train.holdout: 0.0003 holds out no image of the 60 training images in 3 classes"):
+    with pytest.raises(ParamsError, match=r"^train.holdout: 0.0003 holds out no image of the 60 training images in 3 classes"):
         holdout.split(_entries({0: 20, 1: 20, 2: 20}), fraction=0.0003, seed=0)
     zero, one = channels([0.0] * 3), channels([1.0] * 3)
-    with pytest.raises(ValueError, match="the held-out slice is empty"):
+    with pytest.raises(ParamsError, match="the held-out slice is empty"):
         holdout_error(_Scores([1.0, 0.0]), [], device.CPU, mean=zero, std=one)
 
 

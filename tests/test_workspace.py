@@ -10,8 +10,10 @@ import pytest
 import yaml
 
 from conftest import ROOT, tiny_params, vggrepro
-from vggrepro import codedeps, guard, io, paths, registry, workspace
+from vggrepro import paths
+from vggrepro.engine import codedeps, embedded_owner, guard, registry
 from vggrepro.params import load_params
+from vggrepro.runtime import io
 
 
 def project_with_root(tmp_path: Path, root: str) -> Path:
@@ -30,7 +32,7 @@ def test_prepare_refuses_a_folder_it_did_not_make(tmp_path):
         assert done.returncode == 2, done.stderr
         assert done.stderr.strip().splitlines() == [
             f"vggrepro {command[0]}: error: data.root: data/photos exists and was not made by the embedded "
-            f"generator (no {workspace.MARKER} in it); refusing to replace it: name a new folder, or move it away"
+            f"generator (no {embedded_owner.MARKER} in it); refusing to replace it: name a new folder, or move it away"
         ]
     assert (project / "data/photos/cat.jpg").read_bytes() == b"not mine"
     assert sorted(p.name for p in (project / "data").iterdir()) == ["photos"]
@@ -39,7 +41,7 @@ def test_prepare_refuses_a_folder_it_did_not_make(tmp_path):
 def test_prepare_regenerates_only_its_own_folder_and_only_for_new_params(tmp_path):
     project = project_with_root(tmp_path, "data/embedded")
     assert vggrepro("prepare", cwd=project).returncode == 0
-    assert (project / "data/embedded" / workspace.MARKER).is_file()
+    assert (project / "data/embedded" / embedded_owner.MARKER).is_file()
     manifest = (project / "data/manifest.csv").read_bytes()
     image = next((project / "data/embedded/train").rglob("*.JPEG"))
     stamp = image.stat().st_mtime_ns
@@ -137,8 +139,8 @@ def test_a_stage_already_running_stops_a_second_run_with_one_line(tmp_path, monk
 
     monkeypatch.chdir(tmp_path)
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from vggrepro.stages import lock_stage; fd = lock_stage('train_A_256'); "
-         "print('held', flush=True); sys.stdin.read()"],
+        [sys.executable, "-c", "import sys; from vggrepro.stages import lock_stage\nwith lock_stage('train_A_256'):\n"
+         "    print('held', flush=True); sys.stdin.read()"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )
     try:
@@ -146,9 +148,12 @@ def test_a_stage_already_running_stops_a_second_run_with_one_line(tmp_path, monk
         from vggrepro.stages import StageRunning, lock_stage
 
         with pytest.raises(StageRunning, match=rf"^train_A_256 is already running in this workspace \(pid {holder.pid} train_A_256\)"):
-            lock_stage("train_A_256")
-        os.close(lock_stage("evaluate_A_256"))  # another stage: free
+            with lock_stage("train_A_256"):
+                pass
+        with lock_stage("evaluate_A_256") as locked:  # another stage: free
+            assert locked
     finally:
         holder.stdin.close()
         holder.wait(timeout=60)
-    os.close(lock_stage("train_A_256"))  # the holder ended: free again
+    with lock_stage("train_A_256") as locked:  # the holder ended: free again
+        assert locked

@@ -8,7 +8,9 @@
     vggrepro import-weights --arch vgg19 --input F.pth --output F.pt   torchvision's weights as a checkpoint
     vggrepro bench noop|stamp|loader|data|train|eval   benchmarks (ratios from one run)
 
-Every stage validates the whole params.yaml first. Errors are one line on stderr, exit 2.
+Every stage validates the whole params.yaml first. A problem with the inputs or the machine
+(vggrepro's Error, or a file that cannot be read or written) is one line on stderr, exit 2;
+anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ import json
 import sys
 from pathlib import Path
 
+from vggrepro import paths
 from vggrepro.params import ParamsError, load_params
-from vggrepro.signals import Stopped
+from vggrepro.runtime.errors import Error
+from vggrepro.runtime.signals import Stopped
 
-DVC_YAML = Path("dvc.yaml")
-PARAMS_YAML = Path("params.yaml")
-PREVIOUS_PARAMS = Path(".vggrepro/previous-params.yaml")  # what `vggrepro use` replaced
+DVC_YAML = Path(paths.DVC_YAML)
+PARAMS_YAML = Path(paths.PARAMS_FILE)
+PREVIOUS_PARAMS = Path(paths.PREVIOUS_PARAMS)  # what `vggrepro use` replaced
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -37,7 +41,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=f"{name} one run of the grid")
         p.add_argument("--run", help="a run name from params.yaml's runs")
         # The same as --run, for the torchrun launch: torchrun's own parser takes --run for an
-        # abbreviation of its --run-path (vggrepro.distributed.torchrun_argv).
+        # abbreviation of its --run-path (vggrepro.runtime.distributed.torchrun_argv).
         p.add_argument("run_name", nargs="?", help=argparse.SUPPRESS)
     sub.add_parser("fuse", help="average the posteriors of the ensembles in params.yaml's fuse (Table 6)")
     sub.add_parser("report", help="write reports/results.md, the tables, figures and reports/metrics.json")
@@ -91,7 +95,7 @@ def _model(args) -> int:
 
 
 def _dvc_yaml(args) -> int:
-    from vggrepro import registry
+    from vggrepro.engine import registry
 
     text = registry.dvc_yaml(registry.build(load_params(args.params)))
     if args.check:
@@ -106,10 +110,11 @@ def _dvc_yaml(args) -> int:
 
 def _use(args) -> int:
     """params.yaml := FILE (validated first), the previous one kept, dvc.yaml re-rendered."""
-    from vggrepro import io, registry
+    from vggrepro.engine import registry
+    from vggrepro.runtime import io
 
     if args.file.resolve() == PARAMS_YAML.resolve():
-        raise ValueError(f"{args.file}: already the workspace's params file")
+        raise ParamsError(f"{args.file}: already the workspace's params file")
     params = load_params(args.file)  # a bad file stops here, params.yaml untouched
     if PARAMS_YAML.exists():
         io.write_text(PREVIOUS_PARAMS, PARAMS_YAML.read_text())
@@ -121,19 +126,19 @@ def _use(args) -> int:
 
 
 def _validate(args) -> int:
-    from vggrepro import guard, registry, workspace
-
     if args.write_knobs:  # DVC's first stage
-        from vggrepro import pipeline_lock
+        from vggrepro import engine
 
-        pipeline_lock.hold_for_dvc()
-        if guard.unchanged_since_last_guard(args.params):
+        checked = engine.pre_run("dvc", args.params)
+        if checked is None:
             print(f"{args.params}: unchanged since it was last validated; dataset stamp refreshed")
             return 0
-        params, _ = guard.guard(args.params)
+        params, _ = checked
     else:
+        from vggrepro.engine import embedded_owner, guard, registry
+
         params = load_params(args.params)
-        workspace.check(params)
+        embedded_owner.check(params)
         if Path(args.params).resolve() == PARAMS_YAML.resolve():  # another file: not what dvc.yaml follows
             guard.check_dvc_yaml(registry.build(params))
     print(f"{args.params}: valid; {len(params.runs)} runs: {', '.join(params.runs)}")
@@ -145,12 +150,12 @@ def _validate(args) -> int:
 def _resolved(params) -> list[str]:
     """One line for the batch and one per run: what each knob resolves to."""
     t = params.raw["train"]
-    nproc = t.get("nproc", 1)
+    nproc = t["nproc"]
     share = t["batch_size"] // nproc
-    micro = t.get("device_batch", share)
+    micro = t.get("device_batch", share)  # no default in the schema: the whole share
     lines = [
         f"  batch {t['batch_size']} = {nproc} process(es) x {share // micro} micro-batch(es) x {micro} images; "
-        f"device {t.get('device', 'auto')}, {t.get('precision', 'bf16')}, crop {params.crop} px"
+        f"device {t['device']}, {t['precision']}, crop {params.crop} px"
     ]
     for name, run in params.runs.items():
         chain = [name, *params.init_chain(name)]
@@ -166,21 +171,25 @@ def _resolved(params) -> list[str]:
 def _stage(args) -> int:
     params = load_params(args.params)  # before importing torch: a bad file fails fast
     run = getattr(args, "run", None) or getattr(args, "run_name", None)
-    if args.command in ("train", "evaluate") and run is None:
-        raise ParamsError(f"vggrepro {args.command}: which run? expected --run NAME (one of {', '.join(params.runs)})")
+    if args.command in paths.PER_RUN_STAGES and run is None:
+        raise ParamsError(f"which run? expected --run NAME (one of {', '.join(params.runs)})")
     if run is not None and run not in params.runs:
         raise ParamsError(f"{args.params}: runs.{run}: no such run (expected one of {', '.join(params.runs)})")
-    from vggrepro.stages import run_stage
+    from vggrepro.engine import outputs_record, registry
+    from vggrepro.stages import StageRun, lock_stage, run_stage
 
-    result = run_stage(args.command, params, run)
+    name = paths.stage_name(args.command, run)
+    stage = next(s for s in registry.build(params) if s.name == name)
+    with lock_stage(name) as locked:
+        result = run_stage(args.command, params, StageRun(name, tuple(stage.deps)), run)
+        if locked:  # the stage command itself, not a process under its torchrun
+            outputs_record.record(stage)  # Snakemake reruns a stage whose output is edited by hand
     print(json.dumps({"stage": args.command, **result}))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    from vggrepro.data.ingest import DatasetError
-
     try:
         if args.command == "model":
             return _model(args)
@@ -207,14 +216,16 @@ def main(argv: list[str] | None = None) -> int:
                 bench.main(repeat=args.repeat)
             return 0
         return _stage(args)
-    except (ParamsError, DatasetError, ValueError, FloatingPointError) as err:
+    except Error as err:  # a problem with the inputs or the machine, said in one line
         print(f"vggrepro {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except OSError as err:  # a file that cannot be read or written: name it, no traceback
-        where = f"{err.filename}: " if err.filename else ""
-        print(f"vggrepro {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
+    except OSError as err:
+        if not err.filename:
+            raise  # names no file: not a missing or unwritable one, keep the traceback
+        # a file that cannot be read or written: name it, no traceback
+        print(f"vggrepro {args.command}: error: {err.filename}: {err.strerror or err}", file=sys.stderr)
         return 2
-    except Stopped as err:  # SIGTERM or SIGINT during training: progress saved (vggrepro.signals)
+    except Stopped as err:  # SIGTERM or SIGINT during training: progress saved (vggrepro.runtime.signals)
         print(f"vggrepro {args.command}: {err}", file=sys.stderr)
         return 128 + err.signum
     except KeyboardInterrupt:

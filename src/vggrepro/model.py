@@ -18,6 +18,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from vggrepro.params import INIT_SCHEMES, PAPER_CROP
+from vggrepro.runtime.errors import Error, MissingFile
+
+
+class ModelError(Error):
+    """A configuration, checkpoint or transfer that does not fit the net; one line."""
 
 # Table 1. Each inner list is one block ending in a 2x2/2 max-pool. An int is a 3x3 conv
 # with that many output channels, "c1-N" a 1x1 conv (config C), "LRN" AlexNet's local
@@ -59,17 +64,17 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         if self.config not in TABLE1:
-            raise ValueError(f"config {self.config!r} is not one of {', '.join(CONFIGS)}")
+            raise ModelError(f"config {self.config!r} is not one of {', '.join(CONFIGS)}")
         if not (isinstance(self.crop, int) and self.crop >= DOWNSAMPLING and self.crop % DOWNSAMPLING == 0):
-            raise ValueError(f"crop {self.crop!r} is not a positive multiple of {DOWNSAMPLING}")
+            raise ModelError(f"crop {self.crop!r} is not a positive multiple of {DOWNSAMPLING}")
         if not (isinstance(self.num_classes, int) and self.num_classes >= 1):
-            raise ValueError(f"num_classes {self.num_classes!r} is not a positive integer")
+            raise ModelError(f"num_classes {self.num_classes!r} is not a positive integer")
         if not (isinstance(self.head_width, int) and self.head_width >= 1):
-            raise ValueError(f"head_width {self.head_width!r} is not a positive integer")
+            raise ModelError(f"head_width {self.head_width!r} is not a positive integer")
         if not (isinstance(self.width, (int, float)) and 0 < self.width < float("inf")):
-            raise ValueError(f"width {self.width!r} is not a positive finite multiplier (1.0 is Table 1)")
+            raise ModelError(f"width {self.width!r} is not a positive finite multiplier (1.0 is Table 1)")
         if not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
-            raise ValueError(f"dropout {self.dropout!r} is not in [0, 1)")
+            raise ModelError(f"dropout {self.dropout!r} is not in [0, 1)")
 
 
 def conv_width(channels: int, width: float) -> int:
@@ -201,7 +206,7 @@ def init_weights(model: VGG, scheme: str, generator: torch.Generator, std: float
         elif scheme == "kaiming":
             nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu", generator=generator)
         else:
-            raise ValueError(f"init scheme {scheme!r} is not one of {', '.join(INIT_SCHEMES)}")
+            raise ModelError(f"init scheme {scheme!r} is not one of {', '.join(INIT_SCHEMES)}")
         nn.init.zeros_(m.bias)
 
 
@@ -221,7 +226,7 @@ def transfer_from(model: VGG, source_state: dict[str, torch.Tensor], source_conf
         if wanted is not None and layer not in wanted:
             continue
         if key not in target or target[key].shape != value.shape:
-            raise ValueError(
+            raise ModelError(
                 f"cannot initialise {model.spec.config} from {source_config}: "
                 f"{key} has shape {tuple(value.shape)}, expected "
                 f"{tuple(target[key].shape) if key in target else 'no such layer'}"
@@ -236,7 +241,7 @@ def read_checkpoint(path: str | Path) -> dict:
     """A project checkpoint as saved (weights, spec, run, normalisation), tensors on the CPU."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no such checkpoint; run its train stage first")
+        raise MissingFile(f"{path}: no such checkpoint; run its train stage first")
     return torch.load(path, map_location="cpu", weights_only=True)
 
 

@@ -4,6 +4,10 @@ Both engines call `load_params` before any work starts (the Snakefile at parse t
 first stage `validate`, every stage command at its start), so a bad file stops with one line
 naming the key and the value. This module imports no torch: Snakemake parses it on every call.
 
+Defaults live in the schema (params.schema.yaml) and nowhere else: `parse_params` fills every
+key the file leaves out with the schema's `default`, so `Params.raw` holds every key a stage
+reads and no module repeats a default. `Params.given` is the file as written (what DVC tracks).
+
 One reading of the file everywhere: YAML 1.2, as DVC reads it (ruamel.yaml, the reader DVC
 itself uses): `1e-3` is a float, `yes` a string; a duplicated key is refused, as DVC refuses
 it; NaN and infinities are refused; an integer key takes integers only (32.0 is refused, not
@@ -12,6 +16,7 @@ coerced, so no engine can read it differently).
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from functools import cache, cached_property
@@ -22,6 +27,9 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError
+
+from vggrepro import paths
+from vggrepro.runtime.errors import Error
 
 PAPER_CROP = 224  # Sec. 2.1; geometry.crop / PAPER_CROP scales every S and Q
 INIT_SCHEMES = ("normal", "glorot", "kaiming")  # random initialisations, vggrepro.model.init_weights
@@ -37,7 +45,12 @@ PROTOCOLS = {
 MULTI_CROP_PROTOCOLS = ("multi-crop", "multi-crop+dense")
 
 
-class ParamsError(ValueError):
+# Keys that change how fast (or how safely) a stage runs, never what it computes: no stage
+# reruns for them, and no output records them.
+SPEED_ONLY_KEYS = ("data.workers", "train.checkpoint_every")
+
+
+class ParamsError(Error):
     """A params.yaml problem, phrased as one line that names the key and the value."""
 
 
@@ -118,8 +131,22 @@ class Run:
 
 @dataclass(frozen=True)
 class Params:
-    raw: dict[str, Any]
+    raw: dict[str, Any]  # every key, the schema's defaults filled in where the file leaves one out
     path: str
+    given: dict[str, Any] | None = None  # the file as written (DVC's view); raw when None
+
+    @property
+    def data_root(self) -> Path:
+        """data.root as a path, `~` expanded."""
+        return Path(self.raw["data"]["root"]).expanduser()
+
+    def given_key(self, key: str) -> bool:
+        """Whether the params file itself holds the dotted key (rather than the schema's default)."""
+        try:
+            lookup(self.raw if self.given is None else self.given, key)
+        except (KeyError, TypeError):
+            return False
+        return True
 
     @cached_property
     def runs(self) -> dict[str, Run]:
@@ -141,7 +168,7 @@ class Params:
     def multi_crop_runs(self) -> list[str]:
         """evaluate.multi_crop's runs that the grid holds (like fuse's members, the others are
         left out: the default names the paper's D and E runs, whatever a grid keeps of them)."""
-        return [r for r in self.raw["evaluate"].get("multi_crop", []) if r in self.runs]
+        return [r for r in self.raw["evaluate"]["multi_crop"] if r in self.runs]
 
     @property
     def crop(self) -> int:
@@ -158,12 +185,6 @@ class Params:
             chain.append(parent)
             run = parent
         return chain
-
-
-# Folders and files the stages write; an embedded data.root must not be or hold any of them,
-# nor lie above them (prepare replaces the whole folder it generates).
-PROJECT_OUTPUTS = ("data/manifest.csv", "data/classes.csv", "data/mean_rgb.json", "runs", "reports", ".vggrepro")
-PROJECT_INPUTS = ("params.yaml", "dvc.yaml", "Snakefile", "src", "workflow", "tests", ".dvc", ".git")
 
 
 def _scale_pair(scale: int | list[int]) -> tuple[int, int]:
@@ -246,8 +267,8 @@ def _check_semantics(p: Params) -> None:
                 f"of {run.config} (all layers) or of A (Sec. 3.1: its first four conv and three FC layers)"
             )
     _check_embedded_root(p.raw["data"])
-    emb = p.raw["data"].get("embedded", {})
-    if p.raw["data"]["source"] == "embedded" and emb.get("min_side", 72) > emb.get("max_side", 160):
+    emb = p.raw["data"]["embedded"]
+    if p.raw["data"]["source"] == "embedded" and emb["min_side"] > emb["max_side"]:
         raise ParamsError(
             f"data.embedded.min_side ({emb['min_side']}) > data.embedded.max_side ({emb['max_side']})"
         )
@@ -262,7 +283,7 @@ def _check_evaluation(p: Params) -> None:
                 f"runs.{name}.scale: its smallest test scale Q={q:g} is below the crop {PAPER_CROP} (Sec. 4.2 tests "
                 f"at {{S-32, S, S+32}}); expected S >= {PAPER_CROP + 32} for a fixed S"
             )
-    for fusion, members in p.raw.get("fuse", {}).items():
+    for fusion, members in p.raw["fuse"].items():
         for member in members:
             run, protocol = member.split("/", 1)
             if protocol not in PROTOCOLS:
@@ -277,16 +298,16 @@ def _check_evaluation(p: Params) -> None:
 
 def fused_members(p: Params, fusion: str) -> list[tuple[str, str]]:
     """(run, protocol) of a fuse entry whose runs the grid holds, in the order given."""
-    return [tuple(m.split("/", 1)) for m in p.raw.get("fuse", {})[fusion] if m.split("/", 1)[0] in p.runs]
+    return [tuple(m.split("/", 1)) for m in p.raw["fuse"][fusion] if m.split("/", 1)[0] in p.runs]
 
 
 def left_out_members(p: Params, fusion: str) -> list[str]:
     """The members of a fuse entry whose run the grid does not hold (a typo shows here too)."""
-    return [m for m in p.raw.get("fuse", {})[fusion] if m.split("/", 1)[0] not in p.runs]
+    return [m for m in p.raw["fuse"][fusion] if m.split("/", 1)[0] not in p.runs]
 
 
 def _check_batch(train: dict) -> None:
-    batch, device_batch, nproc = train["batch_size"], train.get("device_batch"), train.get("nproc", 1)
+    batch, device_batch, nproc = train["batch_size"], train.get("device_batch"), train["nproc"]  # device_batch: no default
     if batch % nproc:
         raise ParamsError(
             f"train.nproc: {nproc} processes cannot share train.batch_size {batch} equally; expected a divisor"
@@ -308,7 +329,7 @@ def _check_embedded_root(data: dict) -> None:
     project = Path.cwd().resolve()
     if root == project or root in project.parents:
         raise ParamsError(f"data.root: {data['root']!r} holds the whole project; expected a folder of its own, e.g. data/embedded")
-    for taken in PROJECT_OUTPUTS + PROJECT_INPUTS:
+    for taken in paths.PROJECT_OUTPUTS + paths.PROJECT_INPUTS:
         t = (project / taken).resolve()
         if root == t or t in root.parents or root in t.parents:
             raise ParamsError(
@@ -344,12 +365,31 @@ def parse_params(raw: Any, path: str = "params.yaml") -> Params:
     best = best_match(_validator().iter_errors(raw))
     if best is not None:
         raise ParamsError(f"{path}: {_schema_message(best)}")
-    params = Params(raw=raw, path=path)
+    params = Params(raw=with_defaults(raw), path=path, given=raw)
     try:
         _check_semantics(params)
     except ParamsError as err:
         raise ParamsError(f"{path}: {err}") from None
     return params
+
+
+def with_defaults(raw: dict, schema_node: dict | None = None) -> dict:
+    """A copy of raw with every key the schema gives a `default` for filled in where raw leaves it
+    out, at every depth (a defaulted section gets its own keys' defaults too)."""
+    node = schema() if schema_node is None else schema_node
+    out = copy.deepcopy(raw)
+    props = node.get("properties", {})
+    for key, sub in props.items():
+        if key not in out and "default" in sub:
+            out[key] = copy.deepcopy(sub["default"])
+        if isinstance(out.get(key), dict) and sub.get("type") == "object":
+            out[key] = with_defaults(out[key], sub)
+    extra = node.get("additionalProperties")
+    if isinstance(extra, dict) and extra.get("type") == "object":
+        for key in [k for k in out if k not in props]:
+            if isinstance(out[key], dict):
+                out[key] = with_defaults(out[key], extra)
+    return out
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

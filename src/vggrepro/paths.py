@@ -1,13 +1,34 @@
-"""Where each stage's outputs live, relative to the project root: one place for both engines."""
+"""Every file and folder the project writes, relative to the project root: one place for both
+engines, the stages and the tests. Stage names are made here too (`stage_name`)."""
 
+from __future__ import annotations
+
+# --- Stage names: `<kind>_<run>` for the per-run stages, the kind alone for the others --------
+PER_RUN_STAGES = ("train", "evaluate")
+
+
+def stage_name(kind: str, run: str | None = None) -> str:
+    """The stage's name in both engines: `train_E_jit`, `evaluate_E_jit`, `prepare`, ..."""
+    if (run is None) != (kind not in PER_RUN_STAGES):
+        raise ValueError(f"stage {kind!r} {'needs' if run is None else 'takes no'} run")  # a caller's bug
+    return kind if run is None else f"{kind}_{run}"
+
+
+# --- The project's own files: the knob surface, and DVC's graph (`vggrepro dvc-yaml`) -------
+PARAMS_FILE = "params.yaml"
+DVC_YAML = "dvc.yaml"
+
+# --- The stages' outputs ------------------------------------------------------------------
 MANIFEST = "data/manifest.csv"
 CLASSES = "data/classes.csv"
 BAD_FILES = "data/bad_files.csv"  # every image prepare converted or excluded, with the reason
-DATA_STAMP = ".vggrepro/data-stamp.json"  # vggrepro.datastamp: an input of prepare
 MEAN_RGB = "data/mean_rgb.json"
-RESULTS_MD = "reports/results.md"
-METRICS_JSON = "reports/metrics.json"
-FIGURES_DIR = "reports/figures"
+RUNS_DIR = "runs"
+FUSION_DIR = "fusion"
+REPORTS_DIR = "reports"
+RESULTS_MD = f"{REPORTS_DIR}/results.md"
+METRICS_JSON = f"{REPORTS_DIR}/metrics.json"
+FIGURES_DIR = f"{REPORTS_DIR}/figures"
 SUMMARY_FIGURES = ("error-vs-depth", "error-vs-scale", "protocols")
 
 
@@ -22,24 +43,28 @@ def figures(runs) -> list[str]:
 
 def table(number: int) -> str:
     """One of the paper's tables, our numbers beside its numbers, as CSV."""
-    return f"reports/tables/table{number}.csv"
+    return f"{REPORTS_DIR}/tables/table{number}.csv"
 
 
 def model(run: str) -> str:
-    return f"runs/{run}/model.pt"
+    return f"{RUNS_DIR}/{run}/model.pt"
+
+
+TRAIN_LOG_NAME = "train_log.json"
 
 
 def train_log(run: str) -> str:
     """A JSON list, one object per epoch: what `dvc plots show` and the report draw."""
-    return f"runs/{run}/train_log.json"
+    return f"{RUNS_DIR}/{run}/{TRAIN_LOG_NAME}"
 
 
 def protocol_posteriors(run: str, protocol: str) -> str:
     """The soft-max posteriors of the val split by one protocol (vggrepro.params.PROTOCOLS)."""
-    return f"runs/{run}/eval/{protocol}.pt"
+    return f"{RUNS_DIR}/{run}/eval/{protocol}.pt"
 
 
-FUSION_DIR = "fusion"
+def eval_metrics(run: str) -> str:
+    return f"{RUNS_DIR}/{run}/eval.json"
 
 
 def fused(name: str) -> str:
@@ -50,27 +75,66 @@ def fused(name: str) -> str:
 
 FUSION_METRICS = f"{FUSION_DIR}/metrics.json"
 
-
-def eval_metrics(run: str) -> str:
-    return f"runs/{run}/eval.json"
-
-
+# --- The project's own bookkeeping: .vggrepro/ (gitignored; safe to delete between runs) ----
+STATE_DIR = ".vggrepro"
+# The dataset folder's stamp (vggrepro.engine.datastamp): an input of prepare.
+DATA_STAMP = f"{STATE_DIR}/data-stamp.json"
+# What the last full pre-run check read (vggrepro.engine.guard), so DVC's validate can skip it.
+VALIDATED = f"{STATE_DIR}/validated.json"
+# What `vggrepro use` replaced.
+PREVIOUS_PARAMS = f"{STATE_DIR}/previous-params.yaml"
 # One small file per stage holding the values of the params.yaml keys it reads, rewritten only
 # when they change: an input of the stage in both engines, so a knob change reruns exactly the
 # stages that read it (Snakemake decides on file times, DVC on hashes).
-KNOBS_DIR = ".vggrepro/knobs"
+KNOBS_DIR = f"{STATE_DIR}/knobs"
+# One file per stage listing the source files it runs with a digest of each
+# (vggrepro.engine.codedeps), rewritten only when one changes: the stage's single code input in
+# both engines, so editing a module a stage imports reruns it, and dvc.yaml and dvc.lock stay
+# short (DVC parses and writes them on every call).
+CODE_DIR = f"{STATE_DIR}/code"
+# Kernel locks: one per stage (a second run of a running stage stops), and the pipeline's.
+LOCKS_DIR = f"{STATE_DIR}/locks"
+PIPELINE_LOCK = f"{LOCKS_DIR}/pipeline.lock"
+# GPU leases, one folder per host (vggrepro.runtime.lease).
+LEASES_DIR = f"{STATE_DIR}/leases"
+# Resume points of train and evaluate stages, outside their outputs (vggrepro.runtime.resume).
+RESUME_DIR = f"{STATE_DIR}/resume"
+# What each stage's outputs were when it ended, and the count of edits found in them since
+# (vggrepro.engine.outputs_record; Snakemake only).
+OUTPUT_RECORDS_DIR = f"{STATE_DIR}/outputs"
+EDITS_DIR = f"{STATE_DIR}/edits"
+# The image fingerprint cache of prepare (vggrepro.data.fingerprint).
+FINGERPRINT_CACHE_DIR = f"{STATE_DIR}/cache"
 
 
 def knobs(stage: str) -> str:
     return f"{KNOBS_DIR}/{stage}.json"
 
 
-# One file per stage listing the source files it runs with a digest of each (vggrepro.codedeps),
-# rewritten only when one changes: the stage's single code input in both engines, so editing a
-# module a stage imports reruns it, and dvc.yaml and dvc.lock stay short (DVC parses and writes
-# them on every call).
-CODE_DIR = ".vggrepro/code"
-
-
 def code_digest(stage: str) -> str:
     return f"{CODE_DIR}/{stage}.txt"
+
+
+def stage_lock(stage: str) -> str:
+    return f"{LOCKS_DIR}/{stage}.lock"
+
+
+def resume_point(stage: str) -> str:
+    return f"{RESUME_DIR}/{stage}.pt"
+
+
+def output_record(stage: str) -> str:
+    return f"{OUTPUT_RECORDS_DIR}/{stage}.json"
+
+
+def edits(stage: str) -> str:
+    """A count of the edits found in the stage's outputs: an input of its Snakemake rule."""
+    return f"{EDITS_DIR}/{stage}.txt"
+
+
+# Everything above that a stage writes, as the top folders or files: an embedded data.root may
+# not be, hold or lie above any of them (prepare replaces the whole folder it generates), and
+# every output a stage declares lies in one of them (tests/test_graph.py).
+PROJECT_OUTPUTS = (MANIFEST, CLASSES, BAD_FILES, MEAN_RGB, RUNS_DIR, FUSION_DIR, REPORTS_DIR, STATE_DIR)
+# The project's own inputs, which no dataset folder may be or hold.
+PROJECT_INPUTS = ("params.yaml", "dvc.yaml", "dvc.lock", "Snakefile", "src", "workflow", "profiles", "tests", ".dvc", ".git")

@@ -31,8 +31,9 @@ import torch
 
 from vggrepro.data.images import rescale
 from vggrepro.data.normalise import to_input
-from vggrepro.device import CPU, Compute
 from vggrepro.model import VGG
+from vggrepro.runtime.device import CPU, Compute
+from vggrepro.runtime.errors import Error
 
 PROTOCOLS = ("dense", "multi-crop", "multi-crop & dense")  # Table 5's names
 POOLS = ("scores", "posteriors")
@@ -44,7 +45,7 @@ CHUNK = 128  # evaluate: decoded images held at once, for batching
 SUM_TOLERANCE = 1e-4
 
 
-class BadPosteriors(ValueError):
+class BadPosteriors(Error):
     """Posteriors that are not finite or do not sum to 1; one line."""
 
 

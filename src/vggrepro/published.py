@@ -18,8 +18,14 @@ from pathlib import Path
 
 import torch
 
-from vggrepro import io
+from vggrepro import provenance
 from vggrepro.model import TABLE1, VGG, ModelSpec
+from vggrepro.runtime import io
+from vggrepro.runtime.errors import Error, MissingFile
+
+
+class WeightsError(Error):
+    """Published weights that are not the torchvision VGG state_dict asked for; one line."""
 
 ARCHS = {"vgg11": "A", "vgg13": "B", "vgg16": "D", "vgg19": "E"}  # torchvision name -> Table 1
 CONV_COUNT = {arch: sum(len(block) for block in TABLE1[config]) for arch, config in ARCHS.items()}
@@ -32,9 +38,9 @@ IMAGENET_STD = [0.229, 0.224, 0.225]
 def check_arch(arch: str) -> str:
     """The Table 1 configuration of a torchvision arch name."""
     if arch.endswith("_bn"):
-        raise ValueError(f"{arch}: batch-normalised VGG is not supported (not a Table 1 net); use {arch[:-3]}")
+        raise WeightsError(f"{arch}: batch-normalised VGG is not supported (not a Table 1 net); use {arch[:-3]}")
     if arch not in ARCHS:
-        raise ValueError(f"{arch}: not a supported arch (expected one of {', '.join(ARCHS)})")
+        raise WeightsError(f"{arch}: not a supported arch (expected one of {', '.join(ARCHS)})")
     return ARCHS[arch]
 
 
@@ -47,15 +53,15 @@ def from_torchvision(state_dict: dict, arch: str, *, source: str = "state_dict")
     """The project checkpoint of torchvision VGG weights; source names them in errors."""
     config = check_arch(arch)
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
-        raise ValueError(f"{source}: holds a {type(state_dict).__name__}, not a state_dict (a dict of tensors)")
+        raise WeightsError(f"{source}: holds a {type(state_dict).__name__}, not a state_dict (a dict of tensors)")
     if any(k.endswith("running_mean") for k in state_dict):
-        raise ValueError(f"{source}: a batch-normalised VGG (vgg*_bn), which is not supported; expected {arch}")
+        raise WeightsError(f"{source}: a batch-normalised VGG (vgg*_bn), which is not supported; expected {arch}")
     kernels = [k for k, v in state_dict.items() if k.startswith("features.") and k.endswith(".weight") and v.dim() == 4]
     convs = sorted(int(k.split(".")[1]) for k in kernels)  # numerically: features.10 after features.8
     if not convs:
-        raise ValueError(f"{source}: no features.N.weight conv kernels; not a torchvision VGG state_dict")
+        raise WeightsError(f"{source}: no features.N.weight conv kernels; not a torchvision VGG state_dict")
     if len(convs) != CONV_COUNT[arch]:
-        raise ValueError(f"{source}: has {len(convs)} conv layers, {arch} has {CONV_COUNT[arch]}{_guess(len(convs))}")
+        raise WeightsError(f"{source}: has {len(convs)} conv layers, {arch} has {CONV_COUNT[arch]}{_guess(len(convs))}")
     with torch.device("meta"):  # the target's shapes, no memory
         target = VGG(ModelSpec(config, num_classes=1)).state_dict()
     ours = [k.split(".")[1] for k in target if k.startswith("features.") and k.endswith(".weight")]
@@ -65,10 +71,10 @@ def from_torchvision(state_dict: dict, arch: str, *, source: str = "state_dict")
     if set(state_dict) != expected:
         odd = sorted(set(state_dict) ^ expected)[0]
         what = "unexpected" if odd in state_dict else "missing"
-        raise ValueError(f"{source}: {what} key {odd}; not a torchvision {arch} state_dict")
+        raise WeightsError(f"{source}: {what} key {odd}; not a torchvision {arch} state_dict")
     fc8 = state_dict["classifier.6.weight"]
     if fc8.dim() != 2 or fc8.shape[0] < 1:
-        raise ValueError(f"{source}: classifier.6.weight has shape {tuple(fc8.shape)}, {arch} expects (classes, 4096)")
+        raise WeightsError(f"{source}: classifier.6.weight has shape {tuple(fc8.shape)}, {arch} expects (classes, 4096)")
     num_classes = fc8.shape[0]
     spec = ModelSpec(config, num_classes=num_classes)
     with torch.device("meta"):
@@ -80,7 +86,7 @@ def from_torchvision(state_dict: dict, arch: str, *, source: str = "state_dict")
         want = shapes[ours_key]
         theirs = (want[0], want[1:].numel()) if layer.startswith("classifier") and param == "weight" else tuple(want)
         if tuple(value.shape) != theirs:
-            raise ValueError(f"{source}: {key} has shape {tuple(value.shape)}, {arch} expects {theirs}")
+            raise WeightsError(f"{source}: {key} has shape {tuple(value.shape)}, {arch} expects {theirs}")
         converted[ours_key] = value.reshape(want).contiguous()  # classifier: (out, in) -> (out, c, h, w)
     return {
         "state_dict": {k: converted[k] for k in shapes},
@@ -89,7 +95,7 @@ def from_torchvision(state_dict: dict, arch: str, *, source: str = "state_dict")
         "copied_from_init": [],
         "normalise": {"mean": [m * 255 for m in IMAGENET_MEAN], "std": [s * 255 for s in IMAGENET_STD]},
         "source": {"weights": "torchvision", "arch": arch},
-        "provenance": io.provenance(),
+        "provenance": provenance(),
     }
 
 
@@ -106,12 +112,12 @@ def import_file(arch: str, input_path: str | Path, output_path: str | Path) -> d
     check_arch(arch)  # a bad name fails before a 500 MB read
     input_path = Path(input_path)
     if not input_path.is_file():
-        raise FileNotFoundError(f"{input_path}: no such file")
+        raise MissingFile(f"{input_path}: no such file")
     try:
         state_dict = torch.load(input_path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, KeyError) as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ValueError(f"{input_path}: not a state_dict torch.load(weights_only=True) can read: {first}") from None
+        raise WeightsError(f"{input_path}: not a state_dict torch.load(weights_only=True) can read: {first}") from None
     checkpoint = from_torchvision(state_dict, arch, source=str(input_path))
     checkpoint["source"].update(file=input_path.name, sha256=_sha256(input_path))
     io.write_torch(output_path, checkpoint)

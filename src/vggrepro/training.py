@@ -17,15 +17,17 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from vggrepro import distributed
 from vggrepro.data import loader
 from vggrepro.data.normalise import to_input
-from vggrepro.device import Compute
 from vggrepro.metrics import top1_wrong
-from vggrepro.signals import Stopped, StopSignals
+from vggrepro.params import ParamsError
+from vggrepro.runtime import distributed
+from vggrepro.runtime.device import Compute
+from vggrepro.runtime.errors import Error
+from vggrepro.runtime.signals import Stopped, StopSignals
 
 
-class NonFiniteLoss(FloatingPointError):
+class NonFiniteLoss(Error):
     """The loss became NaN or infinite; one line naming run, epoch and step."""
 
 
@@ -218,5 +220,5 @@ def holdout_error(model: torch.nn.Module, batches, compute: Compute, *, mean: to
         wrong += top1_wrong(scores, compute.to_device(labels))
         seen += len(labels)
     if seen == 0:  # 0 of 0 would read as 0% error, a perfect score the schedule would chase
-        raise ValueError("the held-out slice is empty: raise train.holdout (each class holds out round(holdout x its images))")
+        raise ParamsError("the held-out slice is empty: raise train.holdout (each class holds out round(holdout x its images))")
     return 100.0 * int(wrong) / seen

@@ -1,4 +1,4 @@
-# One rule per stage of vggrepro.registry (STAGES and PARAMS come from the Snakefile);
+# One rule per stage of vggrepro.engine.registry (STAGES and PARAMS come from the Snakefile);
 # nothing here names a stage by hand. DVC's `validate` stage has no rule: the Snakefile
 # runs the same checks at parse time.
 
@@ -7,11 +7,11 @@ STAGE_RUNTIME_MIN = 4 * 60
 
 
 def _gpus(stage):
-    if PARAMS.raw["train"].get("device", "auto") == "cpu":
+    if PARAMS.raw["train"]["device"] == "cpu":
         return 0
-    if stage.startswith("train_"):
-        return PARAMS.raw["train"].get("nproc", 1)
-    return 1 if stage.startswith("evaluate_") else 0
+    if stage.kind == "train":
+        return PARAMS.raw["train"]["nproc"]
+    return 1 if stage.kind == "evaluate" else 0
 
 
 def _output(out):
@@ -35,9 +35,9 @@ for _stage in registry.snakemake_stages(STAGES):
         name:
             _stage.name
         input:
-            # and the count of edits found in its outputs (vggrepro.outputs_record), which DVC,
+            # and the count of edits found in its outputs (vggrepro.engine.outputs_record), which DVC,
             # hashing every output itself, does without
-            [*_stage.deps, outputs_record.edits_path(_stage.name)],
+            [*_stage.deps, paths.edits(_stage.name)],
         output:
             [_output(o) for o in _stage.outs],
         params:
@@ -46,12 +46,12 @@ for _stage in registry.snakemake_stages(STAGES):
         # GPUs per job: train.nproc for a training run (one per torchrun process), one for an
         # evaluation, none with train.device: cpu. Locally it limits nothing unless the run passes
         # `--resources gpu=K` (then at most K GPUs busy at once; Snakemake assigns no device, so a
-        # stage leases its own through vggrepro.lease); the SLURM executor submits --gpus=N.
+        # stage leases its own through vggrepro.runtime.lease); the SLURM executor submits --gpus=N.
         # cpus_per_task and runtime are for SLURM (locally unused): torch's threads plus the
         # decoding workers, and days for a training run (it resumes if the limit cuts it short).
         resources:
-            gpu=_gpus(_stage.name),
-            cpus_per_task=PARAMS.raw["threads"] + PARAMS.raw["data"].get("workers", 2),
-            runtime=TRAIN_RUNTIME_MIN if _stage.name.startswith("train_") else STAGE_RUNTIME_MIN,
+            gpu=_gpus(_stage),
+            cpus_per_task=PARAMS.raw["threads"] + PARAMS.raw["data"]["workers"],
+            runtime=TRAIN_RUNTIME_MIN if _stage.kind == "train" else STAGE_RUNTIME_MIN,
         shell:
             "{params.cmd}"

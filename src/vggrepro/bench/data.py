@@ -31,7 +31,6 @@ from pathlib import Path
 
 import numpy as np
 
-from vggrepro import workspace
 from vggrepro.bench.loader import IMAGES, _input_rates
 from vggrepro.data import loader, scan
 from vggrepro.params import load_params
@@ -125,7 +124,7 @@ def main(repeat: int = 3, photos: Path | None = None) -> dict:
     workers = loader.workers(params)
     result = {
         "embedded": _one_set(
-            "embedded", workspace.data_root(params), source=params.raw["data"]["source"],
+            "embedded", params.data_root, source=params.raw["data"]["source"],
             params=params, repeat=repeat, workers=workers,
         )
     }

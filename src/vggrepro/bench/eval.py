@@ -19,12 +19,13 @@ import time
 
 import torch
 
-from vggrepro import device, paths, protocols, workspace
+from vggrepro import paths, protocols
 from vggrepro.data import ingest, loader
 from vggrepro.data.images import rescale
 from vggrepro.data.normalise import channels
 from vggrepro.model import VGG, ModelSpec, init_weights
 from vggrepro.params import PAPER_CROP, load_params
+from vggrepro.runtime import device
 
 PAPER_QS = (256, 384, 512)  # Table 5: S in [256;512], Q in {256, 384, 512}
 
@@ -60,7 +61,7 @@ def main(repeat: int = 3, geometry: str = "params", config: str = "E", images: i
     init_weights(model, "kaiming", torch.Generator().manual_seed(0))
     model = model.to(compute.device, memory_format=torch.channels_last).eval()
     files = loader.FileList(ingest.read_manifest(paths.MANIFEST, "val")[:images])
-    decoded = list(loader.scaled_images(files, workspace.data_root(params), None, workers=loader.workers(params)))
+    decoded = list(loader.scaled_images(files, params.data_root, None, workers=loader.workers(params)))
     mean, std = channels([0.0] * 3).to(compute.device), channels([1.0] * 3).to(compute.device)
     options = dict(mean=mean, std=std, flip=True, compute=compute)
     print(f"config {config}, crop {crop}, width x{width}, Q {qs} px, {len(decoded)} images, "

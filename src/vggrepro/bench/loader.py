@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vggrepro import paths, workspace
+from vggrepro import paths
 from vggrepro.data import ingest, loader
 from vggrepro.data.normalise import channels, to_input
 from vggrepro.data.train_batches import train_loader
@@ -75,7 +75,7 @@ def _pil_rate(root, files, *, scale: tuple[int, int], crop: int) -> float:
 
 def _model(params, config: str, classes: int):
     m = params.raw["model"]
-    model = VGG(ModelSpec(config, classes, m["width"], m["head_width"], params.crop, m.get("dropout", 0.5)))
+    model = VGG(ModelSpec(config, classes, m["width"], m["head_width"], params.crop, m["dropout"]))
     model = model.to(memory_format=torch.channels_last).train()
     # lr 0: the same work per step, and weights that never drift into denormal-slow values
     # (a net trained on one batch over and over soon would).
@@ -146,7 +146,7 @@ def main(repeat: int = 3) -> dict:
     params = load_params()
     torch.set_num_threads(params.raw["threads"])
     files = loader.FileList(ingest.read_manifest(paths.MANIFEST, "train")[:IMAGES])
-    root, classes = workspace.data_root(params), len(ingest.read_classes(paths.CLASSES))
+    root, classes = params.data_root, len(ingest.read_classes(paths.CLASSES))
     batch_size, crop = params.raw["train"]["batch_size"], params.crop
     worker_counts = sorted({0, 1, loader.workers(params)})
     runs = list(params.runs.values())

@@ -30,13 +30,14 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from vggrepro import device, paths, workspace
+from vggrepro import paths
 from vggrepro.data import ingest, loader
 from vggrepro.data.normalise import channels
 from vggrepro.data.train_batches import RESIDENT_BYTES, resident_bytes, train_loader
 from vggrepro.data.transforms import TrainTransform
 from vggrepro.model import VGG, ModelSpec, init_weights
 from vggrepro.params import PAPER_CROP, load_params
+from vggrepro.runtime import device
 from vggrepro.training import EpochSums, Loop, sgd
 
 STEPS = 10
@@ -158,10 +159,10 @@ def main(repeat: int = 3, geometry: str = "params", config: str = "E", batch: in
         crop, width, head = params.crop, params.raw["model"]["width"], params.raw["model"]["head_width"]
         scale = params.pixels(256)
     batch = batch or t["batch_size"]
-    spec = ModelSpec(config, classes, width, head, crop, params.raw["model"].get("dropout", 0.5))
+    spec = ModelSpec(config, classes, width, head, crop, params.raw["model"]["dropout"])
     workers = loader.workers(params)
     files = loader.FileList(ingest.read_manifest(paths.MANIFEST, "train")[: batch * (STEPS + 2) * 2])
-    root = workspace.data_root(params)
+    root = params.data_root
     print(f"config {config}, crop {crop}, width x{width}, S {scale} px, batch {batch}, {workers} workers, "
           f"{params.raw['threads']} threads, {compute.describe()}; images/s, medians of {repeat}")
 

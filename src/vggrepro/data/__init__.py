@@ -1,4 +1,5 @@
-"""Datasets: the embedded generator, ILSVRC-2012 ingestion, decoding."""
+"""Datasets: the embedded generator, every ILSVRC-2012 layout and ImageFolder, bad files, decoding,
+the input pipeline. Imports params, paths, paper and runtime/; never a stage or engine/."""
 
 import warnings
 

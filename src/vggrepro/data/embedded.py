@@ -30,12 +30,14 @@ JPEG_QUALITY = 90
 
 @dataclass(frozen=True)
 class EmbeddedSpec:
-    classes: int = 50
-    train_per_class: int = 200
-    val_per_class: int = 50
-    min_side: int = 72  # shortest side of an image, pixels
-    max_side: int = 160
-    seed: int = 0
+    """params.yaml's data.embedded (its defaults are the schema's) and the seed."""
+
+    classes: int
+    train_per_class: int
+    val_per_class: int
+    min_side: int  # shortest side of an image, pixels
+    max_side: int
+    seed: int
 
 
 def wnid(label: int) -> str:

@@ -8,7 +8,7 @@ it runs in data.workers processes (a torch DataLoader over the file list, result
 order, so the output does not depend on the worker count).
 
 Later passes read a cache keyed on (relative path, size, mtime_ns, inode, ctime_ns): prepare
-runs whenever the dataset folder's stamp changes (vggrepro.datastamp, the same key), and then
+runs whenever the dataset folder's stamp changes (vggrepro.engine.datastamp, the same key), and then
 reads only the files that changed. The inode and ctime catch what size and mtime miss: an
 in-place edit that restores the mtime (exiftool -P, cp -p, rsync -t) still changes the ctime,
 which no user can set back; a file replaced by another one of the same size and time has
@@ -44,10 +44,11 @@ import torch
 import torchvision
 from tqdm import tqdm
 
-from vggrepro import io
+from vggrepro import paths
 from vggrepro.data import badfiles, images
+from vggrepro.runtime import io
 
-CACHE_DIR = Path(".vggrepro/cache")  # relative to the project root, where the stages run
+CACHE_DIR = Path(paths.FINGERPRINT_CACHE_DIR)  # relative to the project root, where the stages run
 CACHE_FORMAT = 2  # bump when a cached field changes meaning (2: inode and ctime in the key)
 RACY_NS = 2_000_000_000  # 2 s: coarser than any file system's timestamp tick (FAT: 2 s)
 TRANSIENT = {"unreadable", "symlink_loop", "broken_link", "missing", "out_of_memory"}  # never cached

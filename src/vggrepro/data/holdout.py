@@ -13,6 +13,7 @@ import hashlib
 import math
 
 from vggrepro.data.ingest import Entry
+from vggrepro.params import ParamsError
 
 
 def _draw(seed: int, path: str) -> str:
@@ -29,7 +30,7 @@ def split(entries: list[Entry], *, fraction: float, seed: int) -> tuple[list[Ent
         n = min(len(items) - 1, math.floor(fraction * len(items) + 0.5))
         held.update(e.path for e in sorted(items, key=lambda e: _draw(seed, e.path))[:n])
     if entries and not held:
-        raise ValueError(
+        raise ParamsError(
             f"train.holdout: {fraction:g} holds out no image of the {len(entries)} training images in "
             f"{len(by_class)} classes (round({fraction:g} x images) per class); expected a fraction giving "
             "at least one held-out image a class"

@@ -25,10 +25,12 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
+from vggrepro.runtime.errors import Error
+
 MANIFEST_COLUMNS = ("split", "path", "label", "wnid", "width", "height", "size", "blake2b")
 
 
-class DatasetError(ValueError):
+class DatasetError(Error):
     """A dataset problem, phrased as one line naming the file and what was expected."""
 
 

@@ -108,7 +108,7 @@ def scaled_images(files: FileList, root: Path, side: int | None, *, workers: int
 
 def workers(params: Params) -> int:
     """data.workers: decoding processes, 0 for the stage's own; speed only, never results."""
-    return params.raw["data"].get("workers", 2)
+    return params.raw["data"]["workers"]
 
 
 def make_loader(

@@ -30,7 +30,6 @@ from vggrepro.data.fingerprint import Fingerprint
 from vggrepro.data.ingest import DatasetError, Entry
 from vggrepro.data.layouts import Candidate, Layout
 
-
 EXPECTED = {
     "ilsvrc2012": "an ILSVRC-2012 tree (train/, val/)",
     "embedded": "an ILSVRC-2012 tree (train/, val/)",

@@ -1,55 +1,76 @@
 """One module per stage: a function of typed inputs that returns a dict of metrics.
+Stages import the paper's code, data/, report/ and runtime/, never each other (prepare alone
+also uses engine/: the dataset stamp, the embedded folder's owner).
 
 `run_stage` is how every stage is started (the `vggrepro <stage>` commands call it). It lives
 here, in the package every stage module imports, so what it does to results (the thread
-count) is part of each stage's code dependencies (vggrepro.codedeps).
+count) is part of each stage's code dependencies (vggrepro.engine.codedeps). What does not
+touch results stays in the CLI: finding the stage in the registry, recording its outputs.
 
-When the stage ends it records its outputs (vggrepro.outputs_record: Snakemake reruns a stage
-whose output was edited by hand). It also locks the stage: two runs of one stage in a workspace at once (two pipelines, or a
-command run by hand beside one) would write the same outputs; the second stops at once with
-one line naming the first. The lock is the kernel's (vggrepro.locks): a killed stage leaves none.
+`lock_stage` keeps two runs of one stage in a workspace from running at once (two pipelines,
+or a command run by hand beside one): they would write the same outputs, so the second stops at
+once with one line naming the first. The lock is the kernel's (vggrepro.runtime.locks): a
+killed stage leaves none.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
-from vggrepro import outputs_record, registry
-from vggrepro.locks import holder_of, try_lock, write_holder
+from vggrepro import paths
 from vggrepro.params import Params
+from vggrepro.runtime.errors import Error
+from vggrepro.runtime.locks import holder_of, try_lock, write_holder
+from vggrepro.runtime.resume import Point, inputs_key
 
-LOCKS_DIR = ".vggrepro/locks"
 
-
-class StageRunning(ValueError):
+class StageRunning(Error):
     """The same stage runs already in this workspace; one line."""
 
 
-def lock_stage(name: str) -> int | None:
-    """An fd holding the stage's lock until this process ends, or None under torchrun, whose
-    processes run under the lock their launching stage command holds."""
+@dataclass(frozen=True)
+class StageRun:
+    """The stage being run: its name in both engines and every file it depends on (its knob
+    file, its code's digest, data, weights), as the stage registry declares them."""
+
+    name: str
+    deps: tuple[str, ...]
+
+    def resume_point(self, *qualifiers: str) -> Point:
+        """The stage's resume point, keyed on the bytes of its inputs (and what else the stage
+        says a point depends on), so a point left by other params, data or code is never used."""
+        key = "/".join([inputs_key(list(self.deps)), *qualifiers])
+        return Point(Path(paths.resume_point(self.name)), key)
+
+
+@contextmanager
+def lock_stage(name: str) -> Iterator[bool]:
+    """Holds the stage's lock while entered; yields False, locking nothing, under torchrun,
+    whose processes run under the lock their launching stage command holds."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        return None
-    folder = Path(LOCKS_DIR)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.lock"
+        yield False
+        return
+    path = Path(paths.stage_lock(name))
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd = try_lock(path, this_process_only=True)  # a killed stage's lingering workers hold nothing
     if fd is None:
         raise StageRunning(f"{name} is already running in this workspace ({holder_of(path)}); wait for it to end or stop it")
-    write_holder(fd, name)
-    return fd
+    try:
+        write_holder(fd, name)
+        yield True
+    finally:
+        os.close(fd)
 
 
-def run_stage(name: str, params: Params, run: str | None = None) -> dict:
-    stage_name = f"{name}_{run}" if run is not None else name
-    held = lock_stage(stage_name)  # noqa: F841 - held until exit
+def run_stage(kind: str, params: Params, stage: StageRun, run: str | None = None) -> dict:
+    """Runs one stage of kind `kind` (prepare, mean_rgb, train, evaluate, fuse, report)."""
     import torch  # here: the engines import this package's siblings and need no torch
 
     torch.set_num_threads(params.raw["threads"])  # results are bitwise repeatable per thread count
-    stage = importlib.import_module(f"vggrepro.stages.{name}")
-    result = stage.run(params, run) if run is not None else stage.run(params)
-    if held is not None:  # the stage command itself, not a process under its torchrun
-        outputs_record.record(next(s for s in registry.build(params) if s.name == stage_name))
-    return result
+    module = importlib.import_module(f"{__name__}.{kind}")
+    return module.run(params, run, stage=stage) if run is not None else module.run(params)

@@ -12,7 +12,7 @@ are checked (finite, rows summing to 1) and saved once, so fusion and the report
 forward pass again.
 
 A killed evaluation resumes: every SAVE_EVERY_S seconds the posteriors so far are kept in a
-resume point (vggrepro.resume, keyed on the stage's inputs), and a rerun goes on from the
+resume point (vggrepro.runtime.resume, keyed on the stage's inputs), and a rerun goes on from the
 chunk after it. Chunks are whole CHUNK-image blocks in file order, so the posteriors are the
 same bits as an uninterrupted run's.
 """
@@ -21,18 +21,21 @@ from __future__ import annotations
 
 import itertools
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
 from tqdm import tqdm
 
-from vggrepro import device, io, lease, paths, protocols, registry, resume, workspace
+from vggrepro import paths, protocols
 from vggrepro.data import ingest, loader
 from vggrepro.data.normalise import channels
-from vggrepro.device import CPU, Compute
 from vggrepro.metrics import topk_error
 from vggrepro.model import VGG, load_checkpoint
 from vggrepro.params import PROTOCOLS, Params
+from vggrepro.runtime import device, io, lease
+from vggrepro.runtime.device import CPU, Compute
+from vggrepro.stages import StageRun
 
 CHUNK = 128  # decoded validation images held at once: the batches form within a chunk
 # Seconds between resume points: ImageNet's 50,000 posteriors are 200 MB per scale and
@@ -100,33 +103,36 @@ def evaluate_all(
     return out
 
 
-def run(params: Params, run_name: str) -> dict:
+def run(params: Params, run_name: str, *, stage: StageRun) -> dict:
+    with lease.for_stage(params.raw["train"]["device"], holder=stage.name, folder=Path(paths.LEASES_DIR)):
+        return _evaluate(params, run_name, stage)
+
+
+def _evaluate(params: Params, run_name: str, stage: StageRun) -> dict:
     run = params.runs[run_name]
-    held_device = lease.for_stage(params.raw["train"], holder=f"evaluate_{run_name}")  # noqa: F841 - held until exit
     compute = device.compute(params.raw["train"])
     model, mean, std = load_model(paths.model(run_name), compute)
     entries = ingest.read_manifest(paths.MANIFEST, "val")
     settings = params.raw["evaluate"]
-    flip, pool = settings.get("flip", True), settings.get("pool", "scores")
+    flip, pool = settings["flip"], settings["pool"]
     multi_crop = run_name in params.multi_crop_runs
     q_single = params.pixels(run.single_scale_q)
     qs = [params.pixels(q) for q in run.multi_scale_q]
     files = loader.FileList(entries)
-    stage = f"evaluate_{run_name}"
     # The device is part of the key: posteriors from two devices joined would match no run.
-    key = f"{resume.inputs_key(registry.deps_of(params, stage))}/{compute.describe()}"
-    done = resume.load(stage, key)
+    point = stage.resume_point(compute.describe())
+    done = point.load()
     if done is not None:
-        print(f"{run_name}: resuming evaluation after image {done['images']} of {len(files)} ({resume.path(stage)})", flush=True)
+        print(f"{run_name}: resuming evaluation after image {done['images']} of {len(files)} ({point.path})", flush=True)
     skip = 0 if done is None else done["images"]
     # Workers decode each whole image; the protocols rescale it to each Q.
     decoded = loader.scaled_images(
-        loader.FileList(entries[skip:]), workspace.data_root(params), None, workers=loader.workers(params)
+        loader.FileList(entries[skip:]), params.data_root, None, workers=loader.workers(params)
     )
     found = evaluate_all(
         model, decoded, q_single=q_single, qs=qs, multi_crop=multi_crop, total=len(files),
         desc=f"{run_name} Q={','.join(map(str, qs))}", mean=mean, std=std, flip=flip, pool=pool, compute=compute,
-        done=done, checkpoint=lambda point: resume.save(stage, key, point),
+        done=done, checkpoint=point.save,
     )
     labels = torch.from_numpy(files.labels)
     metrics = {
@@ -150,5 +156,5 @@ def run(params: Params, run_name: str) -> dict:
             "top5_err": round(topk_error(posteriors, labels, 5), 4),
         }
     io.write_json(paths.eval_metrics(run_name), metrics)
-    resume.discard(stage)
+    point.discard()
     return {"run": run_name, **{p: m["top1_err"] for p, m in metrics["protocols"].items()}}

@@ -12,18 +12,24 @@ from pathlib import Path
 
 import torch
 
-from vggrepro import io, paths, protocols
+from vggrepro import paths, protocols
 from vggrepro.metrics import topk_error
 from vggrepro.params import Params, fused_members, left_out_members
+from vggrepro.runtime import io
+from vggrepro.runtime.errors import Error, MissingFile
+
+
+class FuseError(Error):
+    """Posteriors that cannot be fused (not an evaluate stage's, or of other images); one line."""
 
 
 def _read(run: str, protocol: str) -> dict:
     path = paths.protocol_posteriors(run, protocol)
     if not Path(path).exists():
-        raise FileNotFoundError(f"{path}: no such file; run evaluate_{run} first")
+        raise MissingFile(f"{path}: no such file; run {paths.stage_name('evaluate', run)} first")
     saved = torch.load(path, map_location="cpu", weights_only=True)
     if not (isinstance(saved, dict) and {"posteriors", "labels", "paths"} <= saved.keys()):
-        raise ValueError(f"{path}: not the posteriors an evaluate stage writes (posteriors, labels, paths); rerun evaluate_{run}")
+        raise FuseError(f"{path}: not the posteriors an evaluate stage writes (posteriors, labels, paths); rerun {paths.stage_name('evaluate', run)}")
     return saved
 
 
@@ -40,7 +46,7 @@ def fuse(members: list[tuple[str, str]]) -> tuple[torch.Tensor, torch.Tensor, li
             total = saved["posteriors"].double()
             continue
         if saved["paths"] != first["paths"] or not torch.equal(saved["labels"], first["labels"]):
-            raise ValueError(
+            raise FuseError(
                 f"fuse: {run}/{protocol} scored other images than {members[0][0]}/{members[0][1]}; "
                 "rerun their evaluate stages on the same val split"
             )
@@ -51,7 +57,7 @@ def fuse(members: list[tuple[str, str]]) -> tuple[torch.Tensor, torch.Tensor, li
 
 def run(params: Params) -> dict:
     results = {}
-    for name in params.raw.get("fuse", {}):
+    for name in params.raw["fuse"]:
         members = fused_members(params, name)
         entry = {"members": [f"{r}/{p}" for r, p in members], "left_out": left_out_members(params, name)}
         if members:

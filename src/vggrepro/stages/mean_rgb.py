@@ -19,9 +19,10 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from vggrepro import io, paths, workspace
+from vggrepro import paths, provenance
 from vggrepro.data import images, ingest, loader
 from vggrepro.params import Params
+from vggrepro.runtime import io
 
 IMAGES_PER_TASK = 64  # images a worker sums before handing back three small tensors
 
@@ -76,7 +77,7 @@ def run(params: Params) -> dict:
     # The whole training split, the slice the schedule holds out included (Sec. 2.1: "the mean
     # RGB value, computed on the training set"); flat arrays, no object per image in the workers.
     files = loader.FileList(ingest.read_manifest(paths.MANIFEST, "train"))
-    mean, std, pixels = rgb_moments(workspace.data_root(params), files, workers=loader.workers(params))
-    out = {"mean_rgb": mean, "std_rgb": std, "images": len(files), "pixels": pixels, "provenance": io.provenance()}
+    mean, std, pixels = rgb_moments(params.data_root, files, workers=loader.workers(params))
+    out = {"mean_rgb": mean, "std_rgb": std, "images": len(files), "pixels": pixels, "provenance": provenance()}
     io.write_json(paths.MEAN_RGB, out)
     return {"mean_rgb": [round(m, 3) for m in mean], "images": len(files)}

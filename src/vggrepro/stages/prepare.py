@@ -4,7 +4,7 @@ With data.source "embedded" the embedded dataset is first generated into data.ro
 whatever the source, the tree is read by vggrepro.data.scan (the embedded set by the very code
 that reads ILSVRC-2012) into data/manifest.csv (one row per image, with a content fingerprint:
 vggrepro.data.ingest), data/classes.csv and data/bad_files.csv (vggrepro.data.badfiles). The
-generator writes only into a new folder or one it made before (vggrepro.workspace), never
+generator writes only into a new folder or one it made before (vggrepro.engine.embedded_owner), never
 elsewhere. Run on every change of the folder's stamp, it decodes only the files that changed
 (vggrepro.data.fingerprint's cache).
 """
@@ -18,30 +18,32 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-from vggrepro import datastamp, io, paths, workspace
+from vggrepro import paths
 from vggrepro.data import badfiles, embedded, ingest, scan
+from vggrepro.engine import datastamp, embedded_owner
 from vggrepro.params import Params
+from vggrepro.runtime import io
 
 
 def embedded_spec(params: Params) -> embedded.EmbeddedSpec:
-    return embedded.EmbeddedSpec(**params.raw["data"].get("embedded", {}), seed=params.raw["seed"])
+    return embedded.EmbeddedSpec(**params.raw["data"]["embedded"], seed=params.raw["seed"])
 
 
 def run(params: Params) -> dict:
     data = params.raw["data"]
-    root = workspace.data_root(params)
+    root = params.data_root
     if data["source"] == "embedded":
         spec = embedded_spec(params)
-        if workspace.generated_spec(root) != spec_json(spec):  # absent, or made from other params
+        if embedded_owner.generated_spec(root) != spec_json(spec):  # absent, or made from other params
             generate_into(root, spec)
     datastamp.write(root, data["source"])  # the folder as read now: the engines rerun prepare when it changes
     dataset = scan.read_dataset(
         root,
         source=data["source"],
         seed=params.raw["seed"],
-        val_fraction=data.get("val_fraction", 0.1),
-        on_bad_file=data.get("on_bad_file", "skip"),
-        workers=data.get("workers", 2),
+        val_fraction=data["val_fraction"],
+        on_bad_file=data["on_bad_file"],
+        workers=data["workers"],
     )
     io.write_text(paths.CLASSES, ingest.classes_csv(dataset.names))
     io.write_text(paths.MANIFEST, ingest.manifest_csv(dataset.entries))
@@ -60,7 +62,7 @@ def generate_into(root: Path, spec: embedded.EmbeddedSpec) -> None:
     next run generates; its hidden temporary folders are removed by the next run. The old
     folder is removed only after the check that the generator made it and nothing else is in it.
     """
-    workspace.check_generated_root(root)
+    embedded_owner.check_generated_root(root)
     root.parent.mkdir(parents=True, exist_ok=True)
     # What a killed run left (its pid is in the name; another workspace may share the folder).
     for kind in ("partial", "old"):
@@ -72,13 +74,13 @@ def generate_into(root: Path, spec: embedded.EmbeddedSpec) -> None:
     try:
         try:
             embedded.generate(spec, tmp)
-            (tmp / workspace.MARKER).write_text(spec_json(spec))
+            (tmp / embedded_owner.MARKER).write_text(spec_json(spec))
         except OSError as err:  # a full disk: name the folder, not one image in the hidden one
             reason = f"cannot generate the embedded set ({err.strerror or err}); any previous one is left as it was"
             raise OSError(err.errno, reason, str(root)) from None
         old = None
         if root.exists():
-            workspace.check_nothing_foreign(root)  # again, file by file, just before it goes
+            embedded_owner.check_nothing_foreign(root)  # again, file by file, just before it goes
             old = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-{os.getpid()}-", dir=root.parent))
             os.replace(root, old / root.name)
         os.replace(tmp, root)

@@ -12,12 +12,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from vggrepro import __version__, figures, io, paths, tables
+from vggrepro import __version__, paths
 from vggrepro.params import PAPER_CROP, Params
+from vggrepro.report import figures, tables
+from vggrepro.runtime import io
+from vggrepro.runtime.errors import MissingFile
 
 
 def _missing(path: str) -> FileNotFoundError:
-    return FileNotFoundError(
+    return MissingFile(
         f"{path}: no such file; its evaluate stage has not run (after changing the runs in "
         "params.yaml, regenerate dvc.yaml with `vggrepro dvc-yaml`)"
     )
@@ -39,9 +42,9 @@ def _settings(params: Params) -> list[str]:
     raw, runs = params.raw, params.runs
     data = raw["data"]
     if data["source"] == "embedded":
-        emb = data.get("embedded", {})
-        classes = emb.get("classes", 50)
-        n_train, n_val = classes * emb.get("train_per_class", 200), classes * emb.get("val_per_class", 50)
+        emb = data["embedded"]
+        classes = emb["classes"]
+        n_train, n_val = classes * emb["train_per_class"], classes * emb["val_per_class"]
         data_line = (
             f"embedded generated dataset, {classes} classes, {n_train:,} train / {n_val:,} val images "
             "(paper: ILSVRC-2012, 1000 classes, 1.3M train / 50k val)"
@@ -68,27 +71,27 @@ def _settings(params: Params) -> list[str]:
         f"- Geometry: crop {crop} px (paper: {PAPER_CROP}); every S and Q scaled by {crop}/{PAPER_CROP} and rounded "
         f"({scaled} px).",
         f"- Width: conv layers x{m['width']}, FC1/FC2 {m['head_width']} channels (paper: x1, 4096).",
-        f"- Training: SGD, batch {t['batch_size']}, momentum {t.get('momentum', 0.9):g}, weight decay "
-        f"{t.get('weight_decay', 5e-4):g} on every parameter, biases included (Caffe's default; the paper does not say); "
-        f"each run's lr divided by {1 / t.get('lr_factor', 0.1):g} when {t.get('lr_patience', 2) + 1} epochs in a row bring "
-        f"no lower error on {t.get('holdout', 0.05):.0%} of each class held out "
-        f"of the training split, at most {t.get('lr_decreases', 3)} times, then stop, or at "
+        f"- Training: SGD, batch {t['batch_size']}, momentum {t['momentum']:g}, weight decay "
+        f"{t['weight_decay']:g} on every parameter, biases included (Caffe's default; the paper does not say); "
+        f"each run's lr divided by {1 / t['lr_factor']:g} when {t['lr_patience'] + 1} epochs in a row bring "
+        f"no lower error on {t['holdout']:.0%} of each class held out "
+        f"of the training split, at most {t['lr_decreases']} times, then stop, or at "
         f"{t['max_epochs']} epochs (runs may set their own); the table gives the epochs each run trained "
         "(paper: batch 256, lr 1e-2, plateaus on its validation set, 3 decreases, 74 epochs). A run started "
         f"from another adds its epochs to that run's ({longest} has seen {seen[longest]} counting its chain), "
         "so rows differ in training length as well as in depth and scale.",
         f"- Compute: {'; '.join(computed)}"
         + (" (GPU kernels chosen for speed: not bitwise repeatable)" if any(c.startswith("cuda") for c in computed)
-           and not t.get("deterministic", False) else "")
+           and not t["deterministic"] else "")
         + " (paper: fp32 on 4 NVIDIA Titan Black GPUs).",
         "- Preprocessing: " + (
             "mean RGB subtracted and divided by the per-channel std (paper: mean subtracted only)."
-            if m.get("normalise", "mean") == "mean_std" else "mean RGB subtracted (as the paper)."
+            if m["normalise"] == "mean_std" else "mean RGB subtracted (as the paper)."
         ),
         "- Augmentation: " + ", ".join(transforms)
         + (f"; no {' or '.join(missing)} (paper: crop, flip and colour shift)." if missing else " (as the paper)."),
         "- Initialisation: " + "; ".join(f"{n} {r.init}" for n, r in runs.items() if r.init_run is None)
-        + f" (paper: A from N(0, 1e-2 variance); normal here draws std {t.get('init_std', 0.01):g}); deeper nets copy "
+        + f" (paper: A from N(0, 1e-2 variance); normal here draws std {t['init_std']:g}); deeper nets copy "
         "A's first four conv and three FC layers (Sec. 3.1).",
         f"- Test: {_test_line(raw['evaluate'])}",
     ]
@@ -104,15 +107,15 @@ def _settings(params: Params) -> list[str]:
 
 
 def _test_line(settings: dict) -> str:
-    flip = "averaged with the flipped image's" if settings.get("flip", True) else "without the flipped image (paper: with it)"
+    flip = "averaged with the flipped image's" if settings["flip"] else "without the flipped image (paper: with it)"
     pool = (
         "the class score map averaged before the soft-max (the paper's sum-pooled score map)"
-        if settings.get("pool", "scores") == "scores"
+        if settings["pool"] == "scores"
         else "the soft-max taken at every position of the score map and the posteriors averaged (paper: scores averaged first)"
     )
     crops = (
         "a 5 x 5 grid of crops and their flips at each of three Q, 150 crops (as the paper)"
-        if settings.get("flip", True) else "a 5 x 5 grid of crops at each of three Q, 75 crops without flips (paper: 150 with flips)"
+        if settings["flip"] else "a 5 x 5 grid of crops at each of three Q, 75 crops without flips (paper: 150 with flips)"
     )
     return f"dense evaluation of the whole image at Q, {pool}, posteriors {flip}; multi-crop: {crops}."
 

@@ -5,7 +5,7 @@
 Sec. 3.1's recipe: mini-batch SGD with momentum and weight decay, a global batch split into
 micro-batches, the learning rate divided by 10 when the held-out error plateaus (at most
 train.lr_decreases times, then stop, or at max_epochs), on train.device in train.precision.
-A resume point every train.checkpoint_every steps and every epoch (vggrepro.resume) lets a
+A resume point every train.checkpoint_every steps and every epoch (vggrepro.runtime.resume) lets a
 killed or stopped stage go on where it was; the checkpoint carries the weights, the resolved
 config and the final metrics.
 """
@@ -16,17 +16,20 @@ import json
 import time
 import zlib
 from dataclasses import asdict
+from pathlib import Path
 
 import torch
 
-from vggrepro import device, distributed, io, lease, paths, registry, resume, training, workspace
+from vggrepro import paths, provenance, training
 from vggrepro.data import holdout, ingest, loader, train_batches
 from vggrepro.data.normalise import channels
 from vggrepro.data.transforms import TrainTransform
 from vggrepro.model import VGG, ModelSpec, init_weights, read_checkpoint, transfer_from
-from vggrepro.params import IMPORT, Params, Run
+from vggrepro.params import IMPORT, SPEED_ONLY_KEYS, Params, ParamsError, Run
+from vggrepro.runtime import device, distributed, io, lease, resume
+from vggrepro.runtime.signals import Stopped, StopSignals
 from vggrepro.schedule import PlateauSchedule
-from vggrepro.signals import Stopped, StopSignals
+from vggrepro.stages import StageRun
 
 
 def run_seed(params: Params, run: str) -> int:
@@ -42,7 +45,7 @@ def model_spec(params: Params, run: Run, num_classes: int) -> ModelSpec:
         width=m["width"],
         head_width=m["head_width"],
         crop=params.crop,
-        dropout=m.get("dropout", 0.5),
+        dropout=m["dropout"],
     )
 
 
@@ -62,13 +65,13 @@ def _import(params: Params, run_name: str, run: Run) -> dict:
     spec = source["spec"]
     where = f"runs.{run_name}.weights: {run.weights}"
     if spec["config"] != run.config:
-        raise ValueError(f"{where} holds configuration {spec['config']}; the run says {run.config}")
+        raise ParamsError(f"{where} holds configuration {spec['config']}; the run says {run.config}")
     if spec["crop"] != params.crop:
-        raise ValueError(f"{where} was trained at crop {spec['crop']}; geometry.crop is {params.crop} (expected equal)")
+        raise ParamsError(f"{where} was trained at crop {spec['crop']}; geometry.crop is {params.crop} (expected equal)")
     classes = ingest.read_classes(paths.CLASSES)
     state = dict(source["state_dict"])
     if spec["num_classes"] != len(classes):
-        raise ValueError(f"{where} scores {spec['num_classes']} classes; the dataset has {len(classes)}")
+        raise ParamsError(f"{where} scores {spec['num_classes']} classes; the dataset has {len(classes)}")
     if source.get("source", {}).get("weights") == "torchvision":
         # torchvision's ImageNet weights index the classes in sorted-wnid order (ImageFolder's);
         # our labels follow the dataset's class list: move FC8's rows to our order (exact).
@@ -92,14 +95,14 @@ def _import(params: Params, run_name: str, run: Run) -> dict:
 def normalisation(params: Params) -> tuple[list[float], list[float]]:
     """(mean, std) the inputs are normalised with: Sec. 2.1 subtracts the mean RGB only."""
     moments = io.read_json(paths.MEAN_RGB)
-    if params.raw["model"].get("normalise", "mean") == "mean_std":
+    if params.raw["model"]["normalise"] == "mean_std":
         return moments["mean_rgb"], moments["std_rgb"]
     return moments["mean_rgb"], [1.0, 1.0, 1.0]
 
 
 def build_model(params: Params, run: Run, num_classes: int, generator: torch.Generator) -> tuple[VGG, list[str]]:
     model = VGG(model_spec(params, run, num_classes))
-    init_weights(model, init_scheme(params, run), generator, std=params.raw["train"].get("init_std", 0.01))
+    init_weights(model, init_scheme(params, run), generator, std=params.raw["train"]["init_std"])
     copied: list[str] = []
     if run.init_run is not None:  # Sec. 3.1: start from a shallower or lower-scale net
         source = read_checkpoint(paths.model(run.init_run))
@@ -123,14 +126,14 @@ def split_batch(cfg: dict, world: int) -> tuple[int, int]:
     train.batch_size is the global batch (Sec. 3.1: 256), train.device_batch what one device
     holds at once (default: its whole share)."""
     share = cfg["batch_size"] // world
-    device_batch = min(cfg.get("device_batch", share), share)
+    device_batch = min(cfg.get("device_batch", share), share)  # no default in the schema: the whole share
     return device_batch, share // device_batch
 
 
 def holdout_batches(params: Params, run: Run, files: loader.FileList, *, batch_size: int, workers: int, pin: bool):
     """Centre crops of the held-out images at the run's single-scale Q (Sec. 3.2's Q)."""
     side = params.pixels(run.single_scale_q)
-    dataset = loader.CenterCrops(files, workspace.data_root(params), side, params.crop)
+    dataset = loader.CenterCrops(files, params.data_root, side, params.crop)
     return loader.make_loader(dataset, workers=workers, batch_size=batch_size, pin_memory=pin)
 
 
@@ -141,36 +144,37 @@ def stopped(run_name: str, asked: training.StopPoll, position: training.Position
     )
 
 
-def run(params: Params, run_name: str) -> dict:
+def run(params: Params, run_name: str, *, stage: StageRun) -> dict:
     run = params.runs[run_name]
     if run.imported:
         return _import(params, run_name, run)
     cfg = params.raw["train"]
     seed = run_seed(params, run_name)
     world = distributed.from_env()
-    nproc = cfg.get("nproc", 1)
+    nproc = cfg["nproc"]
+    leases = Path(paths.LEASES_DIR)
     if nproc > 1 and world.size == 1:  # the stage command itself: lease nproc GPUs, run torchrun
-        held = lease.for_stage(cfg, holder=f"train_{run_name}", n=nproc)  # noqa: F841 - held until torchrun ends
-        status = distributed.launch(distributed.torchrun_argv(nproc, params.path, run_name))
+        with lease.for_stage(cfg["device"], holder=stage.name, folder=leases, n=nproc):
+            status = distributed.launch(distributed.torchrun_argv(nproc, params.path, run_name))
         if status:
             raise SystemExit(status)  # its processes said why, in one line
         return {"run": run_name, "processes": nproc}
-    held_device = lease.for_stage(cfg, holder=f"train_{run_name}")  # noqa: F841 - held until exit
-    compute = device.compute(cfg, local_rank=world.local_rank)
-    distributed.start(world, compute.device)
-    try:
-        return _train(params, run_name, run, cfg, seed, world, compute)
-    finally:
-        distributed.stop(world)
+    with lease.for_stage(cfg["device"], holder=stage.name, folder=leases):
+        compute = device.compute(cfg, local_rank=world.local_rank)
+        distributed.start(world, compute.device)
+        try:
+            return _train(params, run_name, run, cfg, seed, world, compute, stage)
+        finally:
+            distributed.stop(world)
 
 
-def _train(params: Params, run_name: str, run: Run, cfg: dict, seed: int, world, compute) -> dict:
+def _train(params: Params, run_name: str, run: Run, cfg: dict, seed: int, world, compute, stage: StageRun) -> dict:
     # Dropout draws from the global generator (the device's, on a GPU): its own stream per process.
     torch.manual_seed(seed + world.rank)
     g = torch.Generator().manual_seed(seed)  # the initialisation's draws, the same on every process
 
     fit, held = holdout.split(
-        ingest.read_manifest(paths.MANIFEST, "train"), fraction=cfg.get("holdout", 0.05), seed=params.raw["seed"]
+        ingest.read_manifest(paths.MANIFEST, "train"), fraction=cfg["holdout"], seed=params.raw["seed"]
     )
     files = loader.FileList(fit)
     held_files = loader.FileList(held)
@@ -181,7 +185,7 @@ def _train(params: Params, run_name: str, run: Run, cfg: dict, seed: int, world,
     workers = loader.workers(params)
     batches, sampler = train_batches.train_loader(
         files=files,
-        root=workspace.data_root(params),
+        root=params.data_root,
         transform=train_transform(params, run),
         seed=seed,
         batch_size=cfg["batch_size"],
@@ -191,20 +195,20 @@ def _train(params: Params, run_name: str, run: Run, cfg: dict, seed: int, world,
         pin_memory=compute.is_cuda,
     )
     if sampler.steps == 0:
-        raise ValueError(f"train.batch_size {cfg['batch_size']} is more than the {len(files)} training images of {run_name}")
+        raise ParamsError(f"train.batch_size {cfg['batch_size']} is more than the {len(files)} training images of {run_name}")
     held_out = holdout_batches(params, run, held_files, batch_size=device_batch, workers=workers, pin=compute.is_cuda)
     model, copied = build_model(params, run, num_classes, g)
     model = model.to(compute.device, memory_format=torch.channels_last)
     optimizer = training.sgd(
-        model.parameters(), lr=run.lr, momentum=cfg.get("momentum", 0.9), weight_decay=cfg.get("weight_decay", 5e-4)
+        model.parameters(), lr=run.lr, momentum=cfg["momentum"], weight_decay=cfg["weight_decay"]
     )
     schedule = PlateauSchedule(
-        optimizer, patience=cfg.get("lr_patience", 2), factor=cfg.get("lr_factor", 0.1), max_decreases=cfg.get("lr_decreases", 3)
+        optimizer, patience=cfg["lr_patience"], factor=cfg["lr_factor"], max_decreases=cfg["lr_decreases"]
     )
     # The processes' count is part of the key: each keeps its own sums and generators.
-    key = f"{resume.inputs_key(registry.deps_of(params, 'train_' + run_name))}/processes={world.size}"
+    point = stage.resume_point(f"processes={world.size}")
     position, sums = training.Position(), training.EpochSums.zeros(compute.device)
-    state = resume.load(run_name, key) if world.main else None
+    state = point.load() if world.main else None
     state = distributed.from_main(world, state)  # process 0's reading, everywhere
     if state is not None:
         model.load_state_dict(state["model"])
@@ -214,7 +218,7 @@ def _train(params: Params, run_name: str, run: Run, cfg: dict, seed: int, world,
         position = training.Position(**state["position"])
         sums = training.EpochSums.from_state(state["sums"][world.rank], compute.device)
         if world.main:
-            print(f"{run_name}: resuming at epoch {position.epoch}, step {position.step} ({resume.path(run_name)})", flush=True)
+            print(f"{run_name}: resuming at epoch {position.epoch}, step {position.step} ({point.path})", flush=True)
     loop = training.Loop(
         distributed.wrap(model, world, compute.device), optimizer, compute,
         channels(mean).to(compute.device), channels(std).to(compute.device),
@@ -226,7 +230,7 @@ def _train(params: Params, run_name: str, run: Run, cfg: dict, seed: int, world,
         rngs = distributed.gather(world, resume.rng_state(compute.device))
         all_sums = distributed.gather(world, sums.state())
         if world.main:
-            resume.save(run_name, key, {
+            point.save({
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "schedule": schedule.state_dict(),
@@ -235,7 +239,7 @@ def _train(params: Params, run_name: str, run: Run, cfg: dict, seed: int, world,
                 "sums": all_sums,
             })
 
-    checkpoint_every = cfg.get("checkpoint_every", 1000)
+    checkpoint_every = cfg["checkpoint_every"]
     with StopSignals() as signals:
         asked = training.StopPoll(signals, world, compute.device)
         while not position.stopped and position.epoch <= run.max_epochs:
@@ -281,12 +285,12 @@ def _train(params: Params, run_name: str, run: Run, cfg: dict, seed: int, world,
                                   "images_per_s": round((sampler.steps - first_step) * cfg["batch_size"] / seconds)}), flush=True)
     if not world.main:
         return {"run": run_name, "rank": world.rank}
-    return _write_outputs(params, run_name, run, model, position.history, copied, mean, std, compute)
+    return _write_outputs(params, run_name, run, model, position.history, copied, mean, std, compute, point)
 
 
-def _write_outputs(params, run_name, run, model, log, copied, mean, std, compute) -> dict:
+def _write_outputs(params, run_name, run, model, log, copied, mean, std, compute, point) -> dict:
     io.write_text(paths.train_log(run_name), "[\n" + ",\n".join(json.dumps(x) for x in log) + "\n]\n")
-    train = {k: v for k, v in params.raw["train"].items() if k not in registry.TRAIN_SPEED_KEYS}
+    train = {k: v for k, v in params.raw["train"].items() if f"train.{k}" not in SPEED_ONLY_KEYS}
     checkpoint = {
         "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
         "spec": asdict(model.spec),
@@ -297,8 +301,8 @@ def _write_outputs(params, run_name, run, model, log, copied, mean, std, compute
         "metrics": {k: log[-1][k] for k in ("loss", "train_top1_err", "holdout_top1_err")},
         "epochs": len(log),
         "compute": compute.describe(),
-        "provenance": io.provenance(),
+        "provenance": provenance(),
     }
     io.write_torch(paths.model(run_name), checkpoint)
-    resume.discard(run_name)
+    point.discard()
     return {"run": run_name, "epochs": len(log), **checkpoint["metrics"], "copied_from_init": copied}

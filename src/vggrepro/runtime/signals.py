@@ -1,7 +1,7 @@
 """SIGTERM (SLURM's scancel and time limit, kill) and SIGINT (Ctrl-C) as a request to stop:
 the training loop saves a resume point after the step in flight and raises Stopped, which the
-CLI prints as one line before exiting with 128 + the signal's number. No torch here: the CLI
-catches Stopped without importing torch."""
+CLI prints as one line before exiting with 128 + the signal's number (not vggrepro's Error:
+its exit status differs). No torch here: the CLI catches Stopped without importing torch."""
 
 from __future__ import annotations
 

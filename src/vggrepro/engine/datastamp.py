@@ -3,7 +3,7 @@
 The dataset folder is not an output of any stage (DVC would hash an ImageNet-sized folder
 file by file on every call): the manifest, with a content fingerprint per image, is the
 contract. What tells the engines that prepare must look again is this stamp, an input of
-prepare, rewritten only when it changes: by vggrepro.guard before any stage runs (both
+prepare, rewritten only when it changes: by vggrepro.engine.guard before any stage runs (both
 engines, on every call: a listing with one stat per file, no reading), and by prepare itself
 once it has generated or read the folder. A replaced, added or removed image changes it, so
 prepare reruns, rehashes what changed and writes a new manifest, and everything after it reruns.
@@ -22,7 +22,8 @@ import json
 import os
 from pathlib import Path
 
-from vggrepro import io, paths
+from vggrepro import paths
+from vggrepro.runtime import io
 
 IGNORED = {".snakemake_timestamp"}  # Snakemake's time carrier in a directory output
 

@@ -5,10 +5,10 @@ knob file it writes, so DVC stops here before deleting anything); the Snakefile 
 parse time. One code path, so both engines refuse the same files with the same line:
 
 1. params.yaml is read and validated (vggrepro.params);
-2. the workspace is checked (vggrepro.workspace: no folder the generator did not make);
+2. the workspace is checked (vggrepro.engine.embedded_owner: no folder the generator did not make);
 3. dvc.yaml is checked against the registry (DVC would otherwise run a stale graph);
 4. each stage's knob file is written, only where its values changed;
-5. the dataset folder's stamp is written, only when a file in it changed (vggrepro.datastamp).
+5. the dataset folder's stamp is written, only when a file in it changed (vggrepro.engine.datastamp).
 """
 
 from __future__ import annotations
@@ -17,13 +17,15 @@ import hashlib
 import json
 from pathlib import Path
 
-from vggrepro import codedeps, datastamp, io, paths, registry, workspace
+from vggrepro import paths
+from vggrepro.engine import codedeps, datastamp, embedded_owner, registry
 from vggrepro.params import Params, ParamsError, load_params
+from vggrepro.runtime import io
 
-# What the last full pass checked, so DVC's `validate`, which runs on every call, can skip the
-# checks when nothing they read has changed (params.yaml, dvc.yaml, the package's files) and
-# only refresh the dataset stamp.
-RECORD = ".vggrepro/validated.json"
+# What the last full pass checked (paths.VALIDATED), so DVC's `validate`, which runs on every
+# call, can skip the checks when nothing they read has changed (params.yaml, dvc.yaml, the
+# package's files) and only refresh the dataset stamp.
+RECORD = paths.VALIDATED
 
 
 def check_dvc_yaml(stages: list[registry.Stage], path: str | Path = registry.DVC_YAML) -> None:
@@ -71,13 +73,13 @@ def guard(params_path: str | Path = registry.PARAMS_FILE, *, dvc_yaml: bool = Tr
     """Validates everything, then writes the knob files; raises ParamsError with one line."""
     key = _inputs_key(params_path, dvc_yaml)
     params = load_params(params_path)
-    workspace.check(params)
+    embedded_owner.check(params)
     stages = registry.build(params)
     if dvc_yaml:
         check_dvc_yaml(stages)
     write_knobs(params, stages)
     write_code_digests(stages)
-    root, source = workspace.data_root(params), params.raw["data"]["source"]
+    root, source = params.data_root, params.raw["data"]["source"]
     datastamp.write(root, source)
     io.write_text(RECORD, json.dumps({"key": key, "data_root": str(root), "source": source}, indent=1) + "\n")
     return params, stages

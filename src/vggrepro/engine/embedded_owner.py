@@ -1,4 +1,4 @@
-"""What a stage may delete: only what vggrepro made.
+"""Who owns the embedded dataset's folder: a stage may delete only what vggrepro made.
 
 The embedded generator replaces data.root wholesale, and both engines delete a stage's
 declared outputs before running it. So a folder becomes the generator's only if it did not
@@ -20,11 +20,6 @@ MARKER = ".vggrepro-embedded"  # written last by the generator, into the folder 
 GENERATED = frozenset(
     {MARKER, "train", "val", "LOC_val_solution.csv", "LOC_synset_mapping.txt", ".snakemake_timestamp"}
 )
-
-
-def data_root(params: Params) -> Path:
-    """data.root as a path, `~` expanded."""
-    return Path(params.raw["data"]["root"]).expanduser()
 
 
 def check_generated_root(root: Path) -> None:
@@ -75,7 +70,7 @@ def check_nothing_foreign(root: Path) -> None:
 def check(params: Params) -> None:
     """Every check of the workspace that must pass before an engine deletes an output."""
     if params.raw["data"]["source"] == "embedded":
-        check_generated_root(data_root(params))
+        check_generated_root(params.data_root)
 
 
 def generated_spec(root: Path) -> str | None:

@@ -3,9 +3,9 @@
 A train stage's point holds the model, the optimizer, the schedule, every random generator, the
 position in the data order (epoch and global batch) with the epoch's running sums, and the
 history; an evaluate stage's, the posteriors of the images done (vggrepro.stages.evaluate).
-It lives under .vggrepro/resume/, outside the stage's outputs, so neither DVC nor Snakemake
-deletes it before rerunning the stage, and it is written atomically (a kill while writing
-leaves the previous one). It is removed when the stage finishes.
+It lives outside the stage's outputs (vggrepro.paths.resume_point: .vggrepro/resume/<stage>.pt),
+so neither DVC nor Snakemake deletes it before rerunning the stage, and it is written
+atomically (a kill while writing leaves the previous one). It is removed when the stage finishes.
 
 Each point carries the key of the stage's inputs (every file the stage depends on, its knob
 file included): a point left by a run of other inputs (other params, data or code) is
@@ -17,18 +17,13 @@ from __future__ import annotations
 import hashlib
 import random
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from vggrepro import io
-
-RESUME_DIR = Path(".vggrepro/resume")
-
-
-def path(run: str) -> Path:
-    return RESUME_DIR / f"{run}.pt"
+from vggrepro.runtime import io
 
 
 def inputs_key(files: list[str]) -> str:
@@ -58,27 +53,32 @@ def set_rng_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def save(run: str, key: str, state: dict) -> None:
-    io.write_torch(path(run), {"key": key, **state})
+@dataclass(frozen=True)
+class Point:
+    """A stage's resume point: its file, and the key of the inputs it is valid for."""
 
+    path: Path
+    key: str
 
-def load(run: str, key: str) -> dict | None:
-    """The run's resume point for these inputs, or None (a point of other inputs is removed)."""
-    p = path(run)
-    if not p.exists():
-        return None
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=False)  # our own file: RNG states are not tensors
-    except Exception as err:  # noqa: BLE001 - any unreadable point is discarded, not trusted
-        print(f"{p}: unreadable resume point discarded ({type(err).__name__}); starting over", file=sys.stderr)
-        p.unlink()
-        return None
-    if state.get("key") != key:
-        print(f"{p}: resume point of other inputs (params, data or code changed) discarded; starting over", file=sys.stderr)
-        p.unlink()
-        return None
-    return state
+    def save(self, state: dict) -> None:
+        io.write_torch(self.path, {"key": self.key, **state})
 
+    def load(self) -> dict | None:
+        """The saved state for these inputs, or None (a point of other inputs is removed)."""
+        p = self.path
+        if not p.exists():
+            return None
+        try:
+            state = torch.load(p, map_location="cpu", weights_only=False)  # our own file: RNG states are not tensors
+        except Exception as err:  # noqa: BLE001 - any unreadable point is discarded, not trusted
+            print(f"{p}: unreadable resume point discarded ({type(err).__name__}); starting over", file=sys.stderr)
+            p.unlink()
+            return None
+        if state.get("key") != self.key:
+            print(f"{p}: resume point of other inputs (params, data or code changed) discarded; starting over", file=sys.stderr)
+            p.unlink()
+            return None
+        return state
 
-def discard(run: str) -> None:
-    path(run).unlink(missing_ok=True)
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)

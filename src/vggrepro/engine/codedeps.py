@@ -13,8 +13,11 @@ import ast
 from functools import cache
 from pathlib import Path
 
-PACKAGE = "vggrepro"
-PACKAGE_DIR = Path(__file__).resolve().parent
+import vggrepro
+
+PACKAGE = vggrepro.__name__
+# The folder the package is imported from (src/vggrepro in a checkout), wherever this module sits.
+PACKAGE_DIR = Path(vggrepro.__file__).resolve().parent
 SRC_PREFIX = f"src/{PACKAGE}"  # where the package lives in the project, as the engines name it
 DATA_SUFFIXES = (".yaml", ".yml", ".json", ".csv")
 
@@ -77,7 +80,10 @@ def _parents(module: str) -> list[str]:
 
 
 def closure(module: str, package_dir: Path = PACKAGE_DIR) -> list[Path]:
-    """Every package file that importing `module` runs or reads, sorted."""
+    """Every package file that importing `module` runs or reads, sorted. Raises LookupError if
+    `module` itself is no module of the package (a stage module renamed or moved)."""
+    if _module_file(module, package_dir) is None:
+        raise LookupError(f"{module}: no such module under {package_dir}")
     files: set[Path] = set()
     todo = [module]
     seen: set[str] = set()

@@ -94,7 +94,7 @@ def table6(params: Params, fusion: dict[str, dict]) -> pd.DataFrame:
     """Ensembles (Sec. 4.4): posteriors averaged over nets. The paper's numbers stand beside an
     ensemble only where it fuses the nets of the paper's row (not a part of them)."""
     rows = []
-    for name in params.raw.get("fuse", {}):
+    for name in params.raw["fuse"]:
         entry = fusion[name]
         left_out = entry.get("left_out", [])
         theirs = paper.table6_row(name) if _papers_ensemble(params, name, entry["members"], left_out) else None

@@ -2,7 +2,7 @@
 share of every batch, and the gradients are averaged).
 
 With params.yaml `train.nproc: N` the stage command `vggrepro train --run E_256` leases N GPUs
-(vggrepro.lease; on a shared workstation) and launches itself under torchrun:
+(vggrepro.runtime.lease; on a shared workstation) and launches itself under torchrun:
 
     python -m torch.distributed.run --standalone --nproc_per_node=N -m vggrepro train E_256
 

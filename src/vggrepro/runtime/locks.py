@@ -1,7 +1,7 @@
 """Exclusive locks on files (flock or lockf): the kernel drops one when its process ends, however it
 ends (SIGKILL and out-of-memory kills included), so a dead holder never leaves a stale lock.
 The file holds the holder's pid and name, for the line that says who holds it. Used by GPU
-leases (vggrepro.lease) and by the stage lock (vggrepro.stages.run_stage).
+leases (vggrepro.runtime.lease) and by the stage lock (vggrepro.stages.run_stage).
 """
 
 from __future__ import annotations

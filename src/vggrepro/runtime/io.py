@@ -1,4 +1,4 @@
-"""Atomic output writing and provenance.
+"""Atomic output writing.
 
 Every output is written to a temporary file beside it and renamed into place, so a killed
 stage never leaves a half-written file that the next run takes for done. A file that already
@@ -12,14 +12,11 @@ import filecmp
 import glob
 import json
 import os
-import sys
 import tempfile
 from contextlib import contextmanager
 from io import BytesIO
 from pathlib import Path
 from typing import Any, Iterator
-
-from vggrepro import __version__
 
 
 def umask() -> int:
@@ -119,16 +116,3 @@ def write_torch(path: str | Path, obj: Any) -> None:
 def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text())
 
-
-def provenance() -> dict[str, str]:
-    """What made an output: the versions of vggrepro and of the libraries it computed with.
-
-    No git revision or time: an output depends only on its inputs, so an unchanged stage
-    gives the same bytes after a commit and downstream stages are not rerun for nothing.
-    """
-    info = {"vggrepro": __version__}
-    for name in ("torch", "torchvision"):
-        module = sys.modules.get(name)
-        if module is not None:
-            info[name] = str(module.__version__)  # torch.__version__ is a TorchVersion object
-    return info

@@ -25,33 +25,25 @@ from pathlib import Path
 
 from ruamel.yaml.error import YAMLError
 
-from vggrepro import io
-from vggrepro.locks import try_lock
+from vggrepro import paths
+from vggrepro.engine.registry import Stage, snakemake_stages
 from vggrepro.params import read_yaml
-from vggrepro.registry import Stage, snakemake_stages
-
-RECORD_DIR = Path(".vggrepro/outputs")
-EDITS_DIR = Path(".vggrepro/edits")
-STAGE_LOCKS = Path(".vggrepro/locks")  # vggrepro.stages.lock_stage's
-
-
-def edits_path(stage: str) -> str:
-    """A count of the edits found in the stage's outputs: an input of its Snakemake rule."""
-    return f"{EDITS_DIR}/{stage}.txt"
+from vggrepro.runtime import io
+from vggrepro.runtime.locks import try_lock
 
 
 def ensure_edit_counts(stages: list[Stage], root: str | Path = ".") -> None:
     """Creates the missing counts, dated 1970: a new one must not look like an update of an
     input to stages whose outputs are already there (made by DVC, or before counts existed)."""
     for stage in snakemake_stages(stages):
-        path = Path(root) / edits_path(stage.name)
+        path = Path(root) / paths.edits(stage.name)
         if not path.is_file():
             io.write_text(path, "0\n")
             os.utime(path, ns=(0, 0))
 
 
 def _bump(root: Path, stage: str) -> None:
-    path = root / edits_path(stage)
+    path = root / paths.edits(stage)
     try:
         count = int(path.read_text())
     except (OSError, ValueError):
@@ -61,7 +53,7 @@ def _bump(root: Path, stage: str) -> None:
 
 def _running(root: Path, stage: str) -> bool:
     """Whether the stage's command runs now: its outputs may be newer than its record."""
-    path = root / STAGE_LOCKS / f"{stage}.lock"
+    path = root / paths.stage_lock(stage)
     if not path.exists():
         return False
     fd = try_lock(path, this_process_only=True)
@@ -72,7 +64,7 @@ def _running(root: Path, stage: str) -> bool:
 
 
 def _path(stage: str) -> Path:
-    return RECORD_DIR / f"{stage}.json"
+    return Path(paths.output_record(stage))
 
 
 def md5(path: Path) -> str:

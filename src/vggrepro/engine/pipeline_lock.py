@@ -2,7 +2,7 @@
 
 Two pipelines at once would rerun the same stages and delete each other's outputs (both
 engines remove a stage's outputs before, or after a failed, run), so the second stops at once
-with one line naming the first. The lock is a flock on .vggrepro/locks/pipeline.lock, which
+with one line naming the first. The lock is a flock on paths.PIPELINE_LOCK, which
 the kernel drops when its holders end, however they end:
 
 - Snakemake's main process takes it in the Snakefile's onstart and holds it until it exits.
@@ -25,15 +25,17 @@ import signal
 import time
 from pathlib import Path
 
-from vggrepro.locks import holder_of, try_lock, write_holder
+from vggrepro import paths
+from vggrepro.runtime.errors import Error
+from vggrepro.runtime.locks import holder_of, try_lock, write_holder
 
-PATH = Path(".vggrepro/locks/pipeline.lock")
+PATH = Path(paths.PIPELINE_LOCK)
 # DVC runs a stage as `$SHELL -c CMD`: the shells between a stage command and DVC
 SHELLS = {"sh", "bash", "dash", "zsh", "fish", "ksh", "mksh", "csh", "tcsh", "nu", "xonsh"}
 POLL_S = 0.1  # how soon after DVC ends the workspace is free
 
 
-class PipelineRunning(ValueError):
+class PipelineRunning(Error):
     """Another pipeline holds the workspace; one line."""
 
 

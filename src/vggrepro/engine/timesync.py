@@ -22,8 +22,8 @@ from pathlib import Path
 
 from ruamel.yaml.error import YAMLError
 
+from vggrepro.engine.registry import DVC_YAML, Stage, dvc_yaml, snakemake_stages
 from vggrepro.params import read_yaml
-from vggrepro.registry import DVC_YAML, Stage, dvc_yaml, snakemake_stages
 
 SNAKEMAKE_DIR_STAMP = ".snakemake_timestamp"  # Snakemake's time of a directory output
 

@@ -18,11 +18,13 @@ from dataclasses import dataclass
 
 import torch
 
+from vggrepro.runtime.errors import Error
+
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("bf16", "fp32")
 
 
-class DeviceError(ValueError):
+class DeviceError(Error):
     """A device the params ask for that this machine cannot give; one line."""
 
 
@@ -87,12 +89,13 @@ def set_determinism(device: torch.device, deterministic: bool) -> None:
 
 
 def compute(train: dict, *, local_rank: int = 0, cuda_available: bool | None = None) -> Compute:
-    """The Compute of params.yaml's train section; sets the device's determinism flags."""
+    """The Compute of params.yaml's train section (its defaults filled in: vggrepro.params); sets
+    the device's determinism flags."""
     if cuda_available is None:
         cuda_available = torch.cuda.is_available()
-    device = resolve_device(train.get("device", "auto"), cuda_available=cuda_available, local_rank=local_rank)
+    device = resolve_device(train["device"], cuda_available=cuda_available, local_rank=local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    chosen = Compute(device, train.get("precision", "bf16"), bool(train.get("deterministic", False)))
+    chosen = Compute(device, train["precision"], bool(train["deterministic"]))
     set_determinism(device, chosen.deterministic)
     return chosen

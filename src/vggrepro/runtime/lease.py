@@ -5,10 +5,11 @@ no device ids (snakemake issue #281) and never sets CUDA_VISIBLE_DEVICES, so wit
 every stage would train on device 0. Each stage therefore takes a lease before its first CUDA
 call:
 
-    from vggrepro import lease
-    held = lease.acquire(holder=f"train_{run}", root=Path.cwd())  # sets CUDA_VISIBLE_DEVICES
+    from vggrepro.runtime import lease
+    with lease.acquire(holder=paths.stage_name("train", run), folder=Path(paths.LEASES_DIR)):  # sets CUDA_VISIBLE_DEVICES
+        ...
 
-One lock file per device id, `.vggrepro/leases/<host>/gpu-<id>.lock` under the project root,
+One lock file per device id, `<folder>/<host>/gpu-<id>.lock` (the project's .vggrepro/leases),
 locked with fcntl.flock: the kernel releases the lock when the process ends in any way,
 SIGKILL and OOM-kill included, so a dead stage never leaves a device marked busy and there is
 no stale file to clean up. The file holds the holder's pid and name, for the error that names
@@ -42,9 +43,9 @@ from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from vggrepro.locks import holder_of, try_lock, write_holder
+from vggrepro.runtime.errors import Error
+from vggrepro.runtime.locks import holder_of, try_lock, write_holder
 
-LEASES_DIR = ".vggrepro/leases"
 # A stage that finds every device held waits this long, then stops with one line naming the
 # holders. Snakemake starts a GPU job only when --resources gpu=K allows it, and a finished
 # job's lock is released when its process exits, before Snakemake starts the next one, so
@@ -54,12 +55,12 @@ TIMEOUT_S = 60.0
 POLL_S = 0.5
 
 
-class LeaseError(ValueError):
+class LeaseError(Error):
     """Devices that cannot be counted or leased as asked; one line."""
 
 
-class LeaseTimeout(TimeoutError):
-    """Every device stayed held for timeout_s (a TimeoutError: the CLI prints it as one line)."""
+class LeaseTimeout(LeaseError):
+    """Every device stayed held for timeout_s; one line naming the holders."""
 
 
 @dataclass
@@ -82,9 +83,9 @@ class Lease:
         self.release()
 
 
-def folder_for(root: Path) -> Path:
-    """The lock folder of this host under the project root."""
-    return Path(root) / LEASES_DIR / _safe(socket.gethostname())
+def folder_for(folder: Path) -> Path:
+    """The lock folder of this host under the leases folder."""
+    return Path(folder) / _safe(socket.gethostname())
 
 
 def in_torchrun(env: Mapping[str, str]) -> bool:
@@ -201,6 +202,12 @@ class Leases:
         for lease in self.held:
             lease.release()
 
+    def __enter__(self) -> Leases:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
 
 def lease_devices(
     ids: Sequence[str], n: int, *, folder: Path, holder: str, timeout_s: float = TIMEOUT_S, poll_s: float = POLL_S
@@ -236,7 +243,7 @@ def lease_devices(
 
 
 def acquire_many(
-    holder: str, n: int, *, root: Path, env: MutableMapping[str, str] | None = None, count: int | None = None,
+    holder: str, n: int, *, folder: Path, env: MutableMapping[str, str] | None = None, count: int | None = None,
     timeout_s: float = TIMEOUT_S, poll_s: float = POLL_S,
 ) -> Leases:
     """acquire() for a torchrun launch of n processes, one GPU each, before torchrun starts:
@@ -251,7 +258,7 @@ def acquire_many(
         raise LeaseError(f"train.nproc {n} needs {n} GPUs; {len(ids)} visible ({', '.join(ids)})")
     if len(ids) == n:
         return Leases([Lease(i) for i in ids])
-    leases = lease_devices(ids, n, folder=folder_for(root), holder=holder, timeout_s=timeout_s, poll_s=poll_s)
+    leases = lease_devices(ids, n, folder=folder_for(folder), holder=holder, timeout_s=timeout_s, poll_s=poll_s)
     target["CUDA_VISIBLE_DEVICES"] = ",".join(leases.ids)
     return leases
 
@@ -274,7 +281,7 @@ def apply(lease: Lease, env: MutableMapping[str, str] | None = None) -> None:
 def acquire(
     holder: str,
     *,
-    root: Path,
+    folder: Path,
     env: MutableMapping[str, str] | None = None,
     count: int | None = None,
     timeout_s: float = TIMEOUT_S,
@@ -292,7 +299,7 @@ def acquire(
     ids = visible_ids(target, count)
     if len(ids) < 2:
         return Lease(ids[0] if ids else None)  # nothing to choose; CUDA_VISIBLE_DEVICES unchanged
-    lease = lease_device(ids, folder=folder_for(root), holder=holder, timeout_s=timeout_s, poll_s=poll_s)
+    lease = lease_device(ids, folder=folder_for(folder), holder=holder, timeout_s=timeout_s, poll_s=poll_s)
     apply(lease, env)
     return lease
 
@@ -306,11 +313,12 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def for_stage(train: dict, *, holder: str, n: int = 1) -> Lease | Leases:
-    """The lease of a train or evaluate stage (n GPUs: a torchrun launch of n processes):
-    none when params.yaml's train.device is cpu."""
-    if train.get("device", "auto") == "cpu":
+def for_stage(device: str, *, holder: str, folder: Path, n: int = 1) -> Lease | Leases:
+    """The lease of a train or evaluate stage (n GPUs: a torchrun launch of n processes), held
+    until it is released or the process ends; use it as a context manager. None is taken when
+    params.yaml's train.device is cpu."""
+    if device == "cpu":
         return Lease(None)
     if n > 1:
-        return acquire_many(holder, n, root=Path.cwd())
-    return acquire(holder, root=Path.cwd())
+        return acquire_many(holder, n, folder=folder)
+    return acquire(holder, folder=folder)
