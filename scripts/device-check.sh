@@ -58,7 +58,8 @@ vgg train --run A_256 | tee "$out/train_A.txt" || return 1
 # E: stopped by SIGTERM once mid-run (its first resume point comes after 5 steps), then resumed.
 python3 -m vggrepro train --run E_256 > "$out/train_E_part1.txt" 2> "$out/train_E_stop.txt" &  # not through vgg(): the signal must reach python
 pid=$!
-while [ ! -e .vggrepro/resume/train_E_256.pt ] && kill -0 $pid 2>/dev/null; do sleep 0.02; done
+point=$(python3 -c "from vggrepro import paths; print(paths.resume_point('train_E_256'))")
+while [ ! -e "$point" ] && kill -0 $pid 2>/dev/null; do sleep 0.02; done
 kill -TERM $pid 2>/dev/null
 wait $pid
 echo "E_256 after SIGTERM: exit $? | $(cat "$out/train_E_stop.txt")"
@@ -66,10 +67,11 @@ vgg train --run E_256 | tee "$out/train_E.txt" || return 1
 for r in A_256 E_256; do vgg evaluate --run $r | tee -a "$out/evaluate.txt" || return 1; done
 python3 - <<'PY'
 import json, torch
+from vggrepro import paths
 for run in ("A_256", "E_256"):
-    ck = torch.load(f"runs/{run}/model.pt", map_location="cpu", weights_only=True)
+    ck = torch.load(paths.model(run), map_location="cpu", weights_only=True)
     finite = all(torch.isfinite(v).all() for v in ck["state_dict"].values() if v.is_floating_point())
-    log = json.load(open(f"runs/{run}/train_log.json"))
+    log = json.load(open(paths.train_log(run)))
     print(run, "compute:", ck["compute"], "| epochs", ck["epochs"], "| weights finite:", finite,
           "| loss by epoch", [round(x["loss"], 3) for x in log])
 PY

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import shutil
 import subprocess
 import sys
@@ -21,6 +24,24 @@ def vggrepro(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "vggrepro", *args], cwd=cwd, capture_output=True, text=True, timeout=600
     )
+
+
+def vggrepro_here(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """`vggrepro ARGS` as its main() in this process, with the command's exit status and output:
+    seconds faster than a new process, which imports torch again."""
+    from vggrepro import cli
+
+    out, err, previous = io.StringIO(), io.StringIO(), os.getcwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                status = cli.main(list(args))
+            except SystemExit as exit_:
+                status = exit_.code
+    finally:
+        os.chdir(previous)
+    return subprocess.CompletedProcess(["vggrepro", *args], status, out.getvalue(), err.getvalue())
 
 
 def make_project(dest: Path, params: dict) -> Path:

@@ -55,6 +55,8 @@ def place(photo: Path, dest: Path) -> None:
 
 def read(root, tmp_path: Path, **kw) -> scan.Dataset:
     kw.setdefault("source", "ilsvrc2012")
+    for key in ("seed", "val_fraction", "on_bad_file"):  # the schema's defaults
+        kw.setdefault(key, {"seed": 0, "val_fraction": 0.1, "on_bad_file": "skip"}[key])
     return scan.read_dataset(root, cache_dir=tmp_path / "cache", **kw)
 
 

@@ -3,7 +3,7 @@
 import pytest
 import yaml
 
-from conftest import tiny_params, vggrepro
+from conftest import tiny_params, vggrepro, vggrepro_here
 from vggrepro.runtime import io
 
 
@@ -25,14 +25,14 @@ def bare(tmp_path):
     ],
 )
 def test_missing_inputs_are_one_line(bare, args, expected):
-    done = vggrepro(*args, cwd=bare)
+    done = vggrepro_here(*args, cwd=bare)
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert expected in done.stderr, done.stderr
 
 
 def test_no_params_file_is_one_line(tmp_path):
-    done = vggrepro("prepare", cwd=tmp_path)
+    done = vggrepro_here("prepare", cwd=tmp_path)
     assert done.returncode == 2
     assert done.stderr.strip() == "vggrepro prepare: error: params.yaml: no such file; expected the project's params.yaml"
 
@@ -41,7 +41,7 @@ def test_ilsvrc_source_without_a_dataset_is_one_line(bare):
     params = tiny_params()
     params["data"] = {"source": "ilsvrc2012", "root": "no/such/imagenet"}
     (bare / "params.yaml").write_text(yaml.safe_dump(params))
-    done = vggrepro("prepare", cwd=bare)
+    done = vggrepro_here("prepare", cwd=bare)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "no/such/imagenet: no such folder; expected an ILSVRC-2012 tree" in done.stderr
 
@@ -78,7 +78,7 @@ def test_dvc_yaml_check_reports_a_stale_file(bare):
     ],
 )
 def test_model_refuses_impossible_shapes_in_one_line(tmp_path, args, expected):
-    done = vggrepro("model", "--config", "E", *args, cwd=tmp_path)
+    done = vggrepro_here("model", "--config", "E", *args, cwd=tmp_path)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip().startswith(f"vggrepro model: error: {expected}"), done.stderr
 

@@ -23,7 +23,7 @@ def digest(root: Path) -> str:
 
 
 def read(root: Path, cache: Path) -> tuple[list[ingest.Entry], dict[str, str]]:
-    dataset = scan.read_dataset(root, source="ilsvrc2012", cache_dir=cache)
+    dataset = scan.read_dataset(root, source="ilsvrc2012", seed=0, val_fraction=0.1, on_bad_file="skip", cache_dir=cache)
     return dataset.entries, dataset.names
 
 

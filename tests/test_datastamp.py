@@ -3,7 +3,7 @@
 import os
 import time
 
-from vggrepro.engine import datastamp
+from vggrepro.data import datastamp
 
 
 def tree(root):

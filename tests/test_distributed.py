@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -104,6 +105,7 @@ def test_the_launcher_passes_a_stop_signal_to_torchrun(tmp_path):
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the stage's own handling is back
 
 
+@pytest.mark.slow  # four stage commands and a torchrun launch, about 30 s: `pytest -m slow`
 def test_a_train_stage_with_nproc_2_runs_under_torchrun_on_the_cpu(tmp_path):
     raw = tiny_params()
     raw["train"].update(nproc=2, device="cpu")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import make_project, tiny_params, tool, vggrepro
+from conftest import make_project, tiny_params, tool, vggrepro, vggrepro_here
 
 KEEP = ("runs", "reports", "data", ".vggrepro")
 
@@ -53,13 +53,16 @@ def dvc_changed(project: Path) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory) -> Path:
-    """A tiny project in git, built by `dvc repro`; params.yaml as committed."""
-    project = make_project(tmp_path_factory.mktemp("engines") / "project", tiny_params())
+def workspace(tiny_runs, tmp_path_factory) -> Path:
+    """A tiny project in git, built by `dvc repro`; params.yaml as committed. A copy of the
+    session's finished DVC workspace, made a git repository: the copy's dataset files have new
+    inodes, so `dvc repro` reruns prepare (same manifest bytes) and nothing after it."""
+    project = tmp_path_factory.mktemp("engines") / "project"
+    shutil.copytree(tiny_runs["dvc"][0], project, symlinks=True)
     run(["git", "init", "-q"], project)
-    run([tool("dvc"), "init", "-q"], project)
-    run([tool("dvc"), "config", "core.analytics", "false"], project)
-    run([tool("dvc"), "repro"], project)
+    run([tool("dvc"), "config", "--unset", "core.no_scm"], project)
+    done = run([tool("dvc"), "repro"], project)
+    assert re.findall(r"Running stage '(\w+)'", done.stdout) == ["validate", "prepare"], done.stdout
     run(["git", "add", "-A"], project)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "built"], project)
     return project
@@ -108,7 +111,7 @@ def test_a_bad_params_file_touches_no_output_under_either_engine(workspace, case
         errors = [line for line in snake.stderr.splitlines() if line.startswith("snakemake: error:")]
         assert len(errors) == 1, snake.stderr
         assert fingerprint(workspace) == before, f"snakemake changed outputs ({case})"
-        by_hand = vggrepro("prepare", cwd=workspace)
+        by_hand = vggrepro_here("prepare", cwd=workspace)
         assert by_hand.returncode == 2 and len(by_hand.stderr.strip().splitlines()) == 1, by_hand.stderr
         assert fingerprint(workspace) == before, f"vggrepro prepare changed outputs ({case})"
         assert (workspace / "photos" / "holiday.txt").read_text() == "keep me\n"
@@ -129,6 +132,7 @@ def test_dvc_stops_on_a_stale_dvc_yaml_before_deleting_anything(workspace):
         (workspace / "params.yaml").write_text(params_text())
 
 
+@pytest.mark.slow  # eight engine runs, about 80 s: `pytest -m slow`
 def test_both_engines_decide_alike(workspace):
     """DVC built it; Snakemake agrees; a restore from DVC's cache, a knob change in either
     direction and a stage run again by hand give the same decisions in both engines."""

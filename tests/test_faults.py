@@ -1,4 +1,4 @@
-"""The fast variant of the fault injection (tests/faults.py): the tiny pipeline killed with
+"""The short variant of the fault injection (tests/faults.py): the tiny pipeline killed with
 SIGKILL at random moments under each engine, rerun after each kill with the plain command,
 ends with every output byte-identical to an uninterrupted run's. The seed is printed (and is
 in the failure message); VGGREPRO_FAULT_SEED=N replays one. The long run, 20 kills or more per
@@ -17,6 +17,7 @@ from conftest import tiny_params
 KILLS = 2
 
 
+@pytest.mark.slow  # about 70 s an engine: `pytest -m slow`
 @pytest.mark.parametrize("engine", ["dvc", "snakemake"])
 def test_killed_anywhere_and_rerun_gives_the_uninterrupted_bytes(engine, tiny_runs, tmp_path):
     _, seconds, expected = tiny_runs[engine]

@@ -37,8 +37,7 @@ from ingest_trees import (
     wnid,
     write_devkit,
 )
-from vggrepro.data import badfiles, fingerprint, images, ingest, scan, vallabels
-from vggrepro.engine import datastamp
+from vggrepro.data import badfiles, datastamp, fingerprint, images, ingest, scan, vallabels
 
 
 @pytest.fixture(scope="module")

@@ -120,7 +120,7 @@ def test_the_order_is_a_function_of_seed_and_epoch(dataset):
 def test_a_sample_is_the_same_wherever_it_falls(dataset):
     # The draws of a sample depend on (seed, epoch, index), not on its position in a batch.
     root, rows = dataset
-    transform = TrainTransform(scale=(36, 72), crop=32)
+    transform = TrainTransform(scale=(36, 72), crop=32, flip=True, colour_shift=0.1)
     data = train_batches.TrainImages(loader.FileList(rows), root, transform, SEED)
     patch, shift, label = data[(3, 17)]
     image = images.decode(root / rows[17].path)

@@ -11,7 +11,8 @@ import yaml
 
 from conftest import ROOT, tiny_params, vggrepro
 from vggrepro import paths
-from vggrepro.engine import codedeps, embedded_owner, guard, registry
+from vggrepro.data import embedded_owner
+from vggrepro.engine import codedeps, guard, registry
 from vggrepro.params import load_params
 from vggrepro.runtime import io
 
@@ -104,7 +105,10 @@ def test_stage_code_follows_imports(tmp_path, monkeypatch):
     src = codedeps.SRC_PREFIX
     for needed in ("stages/train.py", "model.py", "data/loader.py", "data/transforms.py", "params.py", "__init__.py"):
         assert f"{src}/{needed}" in deps["train_A_256"], needed
-    assert f"{src}/paper.yaml" in deps["report"]  # a data file the report's code names
+    assert f"{src}/report/paper.yaml" in deps["report"]  # a data file the report's code names
+    # ... and no training reads the paper's numbers, nor any stage the engines' plumbing.
+    assert f"{src}/report/paper.yaml" not in deps["train_A_256"]
+    assert not [f for s in stages if s.name != "validate" for f in s.code if f.startswith(f"{src}/engine/")]
     # Stages do not import each other: evaluation does not rerun when training code changes.
     assert f"{src}/stages/train.py" not in deps["evaluate_A_256"]
     assert f"{src}/model.py" not in deps["report"]

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from vggrepro import paths
-from vggrepro.params import ParamsError, load_params
+from vggrepro.params import ParamsError, load_params, split_batch
 from vggrepro.runtime.errors import Error
 from vggrepro.runtime.signals import Stopped
 
@@ -33,7 +33,7 @@ PREVIOUS_PARAMS = Path(paths.PREVIOUS_PARAMS)  # what `vggrepro use` replaced
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vggrepro", description=__doc__.split("\n")[0])
-    parser.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml)")
+    parser.add_argument("--params", default=paths.PARAMS_FILE, help=f"the params file (default: {paths.PARAMS_FILE})")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("prepare", help="generate or ingest the dataset into data/manifest.csv")
     sub.add_parser("mean_rgb", help="mean RGB of the training split")
@@ -135,7 +135,8 @@ def _validate(args) -> int:
             return 0
         params, _ = checked
     else:
-        from vggrepro.engine import embedded_owner, guard, registry
+        from vggrepro.data import embedded_owner
+        from vggrepro.engine import guard, registry
 
         params = load_params(args.params)
         embedded_owner.check(params)
@@ -151,10 +152,9 @@ def _resolved(params) -> list[str]:
     """One line for the batch and one per run: what each knob resolves to."""
     t = params.raw["train"]
     nproc = t["nproc"]
-    share = t["batch_size"] // nproc
-    micro = t.get("device_batch", share)  # no default in the schema: the whole share
+    micro, steps = split_batch(t, nproc)
     lines = [
-        f"  batch {t['batch_size']} = {nproc} process(es) x {share // micro} micro-batch(es) x {micro} images; "
+        f"  batch {t['batch_size']} = {nproc} process(es) x {steps} micro-batch(es) x {micro} images; "
         f"device {t['device']}, {t['precision']}, crop {params.crop} px"
     ]
     for name, run in params.runs.items():

@@ -9,6 +9,7 @@ crop (a 1 x 1 score map) and a whole image at any scale Q (a dense score map, av
 
 from __future__ import annotations
 
+import pickle
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,16 +183,18 @@ def count_params(spec: ModelSpec) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def init_weights(model: VGG, scheme: str, generator: torch.Generator, std: float = 0.01) -> None:
+def init_weights(model: VGG, scheme: str, generator: torch.Generator, std: float | None = None) -> None:
     """Random initialisation of every layer (Sec. 3.1); biases are zero.
 
     "normal": N(0, std^2), the paper's scheme for net A ("variance 10^-2"; params.yaml
-      train.init_std says which reading, 0.01 by default).
+      train.init_std says which reading; required for this scheme).
     "glorot": Glorot & Bengio (2010) uniform, which the paper notes works without pre-training.
     "kaiming": He et al. (2015) normal, fan-in with the ReLU gain, for every layer. It postdates
       the paper; with inputs of unit variance it keeps the narrow nets of the CPU default off
       the plateau (constant output, loss ln(classes)) where the other schemes sat for epochs.
     """
+    if scheme == "normal" and std is None:
+        raise ValueError("init normal needs its std (params.yaml train.init_std)")  # a caller's bug
     head = {id(m) for m in model.head.modules()}
     for m in model.modules():
         if not isinstance(m, nn.Conv2d):
@@ -237,12 +240,25 @@ def transfer_from(model: VGG, source_state: dict[str, torch.Tensor], source_conf
     return sorted(set(copied))
 
 
+CHECKPOINT_KEYS = ("spec", "state_dict", "normalise")  # what every project checkpoint holds
+
+
 def read_checkpoint(path: str | Path) -> dict:
     """A project checkpoint as saved (weights, spec, run, normalisation), tensors on the CPU."""
     path = Path(path)
     if not path.exists():
         raise MissingFile(f"{path}: no such checkpoint; run its train stage first")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError) as err:  # torch's words for a bad archive
+        raise ModelError(f"{path}: not a readable checkpoint ({type(err).__name__}); rerun the stage that writes it") from None
+    missing = [k for k in CHECKPOINT_KEYS if not (isinstance(checkpoint, dict) and k in checkpoint)]
+    if missing:
+        raise ModelError(
+            f"{path}: not a vggrepro checkpoint (no {missing[0]!r}); torchvision's weights become one with "
+            "`vggrepro import-weights`"
+        )
+    return checkpoint
 
 
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> VGG:

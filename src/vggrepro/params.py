@@ -306,6 +306,15 @@ def left_out_members(p: Params, fusion: str) -> list[str]:
     return [m for m in p.raw["fuse"][fusion] if m.split("/", 1)[0] not in p.runs]
 
 
+def split_batch(train: dict, world: int) -> tuple[int, int]:
+    """(images per micro-batch, micro-batches per step) on each of `world` processes:
+    train.batch_size is the global batch (Sec. 3.1: 256), train.device_batch what one device
+    holds at once (the schema gives it no default: the process's whole share)."""
+    share = train["batch_size"] // world
+    device_batch = min(train.get("device_batch", share), share)
+    return device_batch, share // device_batch
+
+
 def _check_batch(train: dict) -> None:
     batch, device_batch, nproc = train["batch_size"], train.get("device_batch"), train["nproc"]  # device_batch: no default
     if batch % nproc:

@@ -77,7 +77,7 @@ FUSION_METRICS = f"{FUSION_DIR}/metrics.json"
 
 # --- The project's own bookkeeping: .vggrepro/ (gitignored; safe to delete between runs) ----
 STATE_DIR = ".vggrepro"
-# The dataset folder's stamp (vggrepro.engine.datastamp): an input of prepare.
+# The dataset folder's stamp (vggrepro.data.datastamp): an input of prepare.
 DATA_STAMP = f"{STATE_DIR}/data-stamp.json"
 # What the last full pre-run check read (vggrepro.engine.guard), so DVC's validate can skip it.
 VALIDATED = f"{STATE_DIR}/validated.json"

@@ -33,6 +33,7 @@ import numpy as np
 
 from vggrepro.bench.loader import IMAGES, _input_rates
 from vggrepro.data import loader, scan
+from vggrepro.data.ingest import DatasetError
 from vggrepro.params import load_params
 from vggrepro.stages.mean_rgb import rgb_moments
 
@@ -79,14 +80,16 @@ def _ratio_line(what: str, ours: float, pil: float) -> dict:
 def _one_set(name: str, root: Path, *, source: str, params, repeat: int, workers: int) -> dict:
     seed = params.raw["seed"]
     with tempfile.TemporaryDirectory() as tmp:
-        dataset = scan.read_dataset(root, source=source, seed=seed, workers=workers, cache_dir=Path(tmp) / "0")
+        data = params.raw["data"]
+        opts = dict(source=source, seed=seed, val_fraction=data["val_fraction"], on_bad_file=data["on_bad_file"], workers=workers)
+        dataset = scan.read_dataset(root, **opts, cache_dir=Path(tmp) / "0")
         every = sorted(e.path for e in dataset.entries)
         train = [e for e in dataset.entries if e.split == "train"]
         print(f"{name}: {len(every)} images ({len(train)} train), {workers} workers; images/s, medians of {repeat}")
         ours = _median_rate(
             len(every),
             [
-                lambda k=k: scan.read_dataset(root, source=source, seed=seed, workers=workers, cache_dir=Path(tmp) / str(k))
+                lambda k=k: scan.read_dataset(root, **opts, cache_dir=Path(tmp) / str(k))
                 for k in range(1, repeat + 1)
             ],
         )
@@ -110,7 +113,7 @@ def _photo_tree(photos: Path, into: Path) -> Path:
     """ILSVRC photographs named <wnid>_<name>.JPEG as {train,val}/<wnid>/<file>."""
     found = sorted(photos.glob("*.JPEG"))
     if not found:
-        raise ValueError(f"{photos}: no <wnid>_<name>.JPEG photographs; expected a folder like ILSVRC-2012's sample")
+        raise DatasetError(f"{photos}: no <wnid>_<name>.JPEG photographs; expected a folder like ILSVRC-2012's sample")
     for split in ("train", "val"):
         for photo in found:
             folder = into / split / photo.name.split("_")[0]

@@ -15,6 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from vggrepro.runtime.errors import Error
+
 TOY_DVC = "stages:\n  touch:\n    cmd: echo done > out.txt\n    outs:\n    - out.txt\n"
 TOY_SNAKEFILE = 'rule all:\n    output: "out.txt"\n    shell: "echo done > {output}"\n'
 
@@ -31,7 +33,7 @@ def _time(cmd: list[str], cwd: Path, repeat: int) -> list[float]:
         done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
         times.append(time.perf_counter() - start)
         if done.returncode != 0:
-            raise ValueError(f"{' '.join(cmd)} failed in {cwd}: {done.stderr.strip().splitlines()[-1:]}")
+            raise Error(f"{' '.join(cmd)} failed in {cwd}: {done.stderr.strip().splitlines()[-1:]}")
     return times
 
 

@@ -2,7 +2,7 @@
 
     vggrepro bench stamp [--repeat 5] [--files 100000]
 
-Both engines stamp the dataset folder on every call (vggrepro.engine.datastamp): one stat per file,
+Both engines stamp the dataset folder on every call (vggrepro.data.datastamp): one stat per file,
 no reading. This builds a tree of small files in ImageNet's train/<wnid>/ shape (1,000 class
 folders) in a temporary folder and times the stamp against `os.walk` listing the same tree.
 """
@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from vggrepro.engine import datastamp
+from vggrepro.data import datastamp
 
 
 def _tree(root: Path, files: int, classes: int = 1000) -> None:

@@ -1,5 +1,5 @@
-"""Datasets: the embedded generator, every ILSVRC-2012 layout and ImageFolder, bad files, decoding,
-the input pipeline. Imports params, paths, paper and runtime/; never a stage or engine/."""
+"""Datasets: embedded generator, ILSVRC-2012 layouts, ImageFolder, bad files, decoding, the loader,
+the dataset stamp and the embedded folder's owner. Imports params, paths and runtime/ only."""
 
 import warnings
 

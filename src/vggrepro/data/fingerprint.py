@@ -8,7 +8,7 @@ it runs in data.workers processes (a torch DataLoader over the file list, result
 order, so the output does not depend on the worker count).
 
 Later passes read a cache keyed on (relative path, size, mtime_ns, inode, ctime_ns): prepare
-runs whenever the dataset folder's stamp changes (vggrepro.engine.datastamp, the same key), and then
+runs whenever the dataset folder's stamp changes (vggrepro.data.datastamp, the same key), and then
 reads only the files that changed. The inode and ctime catch what size and mtime miss: an
 in-place edit that restores the mtime (exiftool -P, cp -p, rsync -t) still changes the ctime,
 which no user can set back; a file replaced by another one of the same size and time has

@@ -85,7 +85,10 @@ def read_manifest(path: str | Path, split: str) -> list[Entry]:
         missing = {"split", "path", "wnid", "label"} - set(reader.fieldnames or ())
         if missing:
             raise DatasetError(f"{path}: no column {sorted(missing)[0]!r}; expected {','.join(MANIFEST_COLUMNS)}")
-        return [_entry(r) for r in reader if r["split"] == split]
+        try:
+            return [_entry(r) for r in reader if r["split"] == split]
+        except (ValueError, TypeError) as err:  # a row edited by hand: a label that is no number
+            raise DatasetError(f"{path}: line {reader.line_num}: {err}; rerun the prepare stage") from None
 
 
 def read_classes(path: str | Path) -> list[str]:

@@ -236,7 +236,7 @@ def _cls_loc(root: Path) -> Path:
 
 def read_paths(root: Path, source: str) -> tuple[list[Path], list[Path]]:
     """(folders, single files) that reading this source may open: what the dataset stamp
-    covers (vggrepro.engine.datastamp). For ILSVRC-2012, train/ and val/ and every place a label file
+    covers (vggrepro.data.datastamp). For ILSVRC-2012, train/ and val/ and every place a label file
     is looked for, the Kaggle top folder and the devkit beside data.root included (a wnid added
     to LOC_synset_mapping.txt shifts labels), but not the rest of the download (Annotations/,
     test/): no stat of files prepare never reads."""

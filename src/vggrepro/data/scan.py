@@ -61,9 +61,9 @@ def read_dataset(
     root: str | Path,
     *,
     source: str,
-    seed: int = 0,
-    val_fraction: float = 0.1,
-    on_bad_file: str = "skip",
+    seed: int,
+    val_fraction: float,  # data.val_fraction, data.on_bad_file: their defaults are the schema's
+    on_bad_file: str,
     workers: int = 0,
     cache_dir: str | Path = fingerprint.CACHE_DIR,
 ) -> Dataset:

@@ -1,6 +1,6 @@
-"""What makes DVC and Snakemake decide alike (the stage registry, `pre_run`, code digests, the data
-stamp, output records, file times, the pipeline lock, the embedded folder's owner).
-Used by the CLI, the Snakefile and prepare; imports params, paths, data/ and runtime/, no stage.
+"""What makes DVC and Snakemake decide alike: the stage registry, `pre_run`, code digests, output
+records, file times, the pipeline lock. Used by the CLI and the Snakefile only; imports the
+paper's code, data/ and runtime/, never a stage (no stage's code digest covers engine/).
 """
 
 from __future__ import annotations

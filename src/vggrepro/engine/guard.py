@@ -5,10 +5,10 @@ knob file it writes, so DVC stops here before deleting anything); the Snakefile 
 parse time. One code path, so both engines refuse the same files with the same line:
 
 1. params.yaml is read and validated (vggrepro.params);
-2. the workspace is checked (vggrepro.engine.embedded_owner: no folder the generator did not make);
+2. the workspace is checked (vggrepro.data.embedded_owner: no folder the generator did not make);
 3. dvc.yaml is checked against the registry (DVC would otherwise run a stale graph);
 4. each stage's knob file is written, only where its values changed;
-5. the dataset folder's stamp is written, only when a file in it changed (vggrepro.engine.datastamp).
+5. the dataset folder's stamp is written, only when a file in it changed (vggrepro.data.datastamp).
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import json
 from pathlib import Path
 
 from vggrepro import paths
-from vggrepro.engine import codedeps, datastamp, embedded_owner, registry
+from vggrepro.data import datastamp, embedded_owner
+from vggrepro.engine import codedeps, registry
 from vggrepro.params import Params, ParamsError, load_params
 from vggrepro.runtime import io
 

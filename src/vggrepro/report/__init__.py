@@ -1,2 +1,2 @@
-"""The report's pieces: Tables 3-6 beside the paper's numbers (tables) and the figures.
-Imports the paper's code (params, paper) and runtime/; the report stage puts them together."""
+"""The report's pieces: the paper's numbers (paper, paper.yaml), Tables 3-6 beside them, figures.
+Imports params, paths and runtime/; only the report stage imports it."""

@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend)
 import pandas as pd  # noqa: E402
 
-from vggrepro import paper  # noqa: E402
+from vggrepro.report import paper  # noqa: E402
 
 DPI = 100
 STYLE = {"figure.figsize": (6.4, 4.0), "font.size": 9, "axes.grid": True, "grid.alpha": 0.3}

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from vggrepro import paper
 from vggrepro.params import Params
+from vggrepro.report import paper
 
 TABLE4_CONFIGS = ("B", "C", "D", "E")  # the paper's Table 4 leaves out A and A-LRN
 TABLE5_METHODS = {"dense": "dense", "multi-crop": "multi-crop", "multi-crop+dense": "multi-crop & dense"}

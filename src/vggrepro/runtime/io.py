@@ -18,6 +18,12 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any, Iterator
 
+from vggrepro.runtime.errors import Error
+
+
+class CorruptFile(Error):
+    """A file the project wrote that no longer reads back (edited or truncated by hand)."""
+
 
 def umask() -> int:
     mask = os.umask(0o022)  # reading the umask means setting it: put it straight back
@@ -114,5 +120,10 @@ def write_torch(path: str | Path, obj: Any) -> None:
 
 
 def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text())
+    """The JSON file's content; one that is not JSON (edited or cut short by hand) is an Error
+    naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as err:
+        raise CorruptFile(f"{path}: not valid JSON ({err.msg} at line {err.lineno}); rerun the stage that writes it") from None
 

@@ -1,6 +1,5 @@
-"""One module per stage: a function of typed inputs that returns a dict of metrics.
-Stages import the paper's code, data/, report/ and runtime/, never each other (prepare alone
-also uses engine/: the dataset stamp, the embedded folder's owner).
+"""One module per stage (a function of typed inputs returning a dict of metrics), and the runner.
+Stages import the paper's code, data/, report/ and runtime/; never each other, nor engine/.
 
 `run_stage` is how every stage is started (the `vggrepro <stage>` commands call it). It lives
 here, in the package every stage module imports, so what it does to results (the thread

@@ -4,7 +4,7 @@ With data.source "embedded" the embedded dataset is first generated into data.ro
 whatever the source, the tree is read by vggrepro.data.scan (the embedded set by the very code
 that reads ILSVRC-2012) into data/manifest.csv (one row per image, with a content fingerprint:
 vggrepro.data.ingest), data/classes.csv and data/bad_files.csv (vggrepro.data.badfiles). The
-generator writes only into a new folder or one it made before (vggrepro.engine.embedded_owner), never
+generator writes only into a new folder or one it made before (vggrepro.data.embedded_owner), never
 elsewhere. Run on every change of the folder's stamp, it decodes only the files that changed
 (vggrepro.data.fingerprint's cache).
 """
@@ -19,8 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from vggrepro import paths
-from vggrepro.data import badfiles, embedded, ingest, scan
-from vggrepro.engine import datastamp, embedded_owner
+from vggrepro.data import badfiles, datastamp, embedded, embedded_owner, ingest, scan
 from vggrepro.params import Params
 from vggrepro.runtime import io
 

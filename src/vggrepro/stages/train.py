@@ -25,7 +25,7 @@ from vggrepro.data import holdout, ingest, loader, train_batches
 from vggrepro.data.normalise import channels
 from vggrepro.data.transforms import TrainTransform
 from vggrepro.model import VGG, ModelSpec, init_weights, read_checkpoint, transfer_from
-from vggrepro.params import IMPORT, SPEED_ONLY_KEYS, Params, ParamsError, Run
+from vggrepro.params import IMPORT, SPEED_ONLY_KEYS, Params, ParamsError, Run, split_batch
 from vggrepro.runtime import device, distributed, io, lease, resume
 from vggrepro.runtime.signals import Stopped, StopSignals
 from vggrepro.schedule import PlateauSchedule
@@ -119,15 +119,6 @@ def train_transform(params: Params, run: Run) -> TrainTransform:
         flip=aug["flip"],
         colour_shift=aug["colour_shift"],
     )
-
-
-def split_batch(cfg: dict, world: int) -> tuple[int, int]:
-    """(images per micro-batch, micro-batches per step) on each of `world` processes:
-    train.batch_size is the global batch (Sec. 3.1: 256), train.device_batch what one device
-    holds at once (default: its whole share)."""
-    share = cfg["batch_size"] // world
-    device_batch = min(cfg.get("device_batch", share), share)  # no default in the schema: the whole share
-    return device_batch, share // device_batch
 
 
 def holdout_batches(params: Params, run: Run, files: loader.FileList, *, batch_size: int, workers: int, pin: bool):

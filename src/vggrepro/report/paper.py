@@ -10,7 +10,7 @@ from vggrepro.params import read_yaml
 
 @cache
 def facts() -> dict:
-    return read_yaml(files("vggrepro").joinpath("paper.yaml").read_text())
+    return read_yaml(files("vggrepro.report").joinpath("paper.yaml").read_text())
 
 
 def table3_row(config: str, train_s: str) -> tuple[str, float, float] | None:
