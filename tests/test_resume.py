@@ -91,6 +91,7 @@ def test_sigkill_mid_epoch_then_rerun_gives_the_uninterrupted_weights(prepared, 
     assert _hash(ws / MODEL) == uninterrupted
 
 
+@pytest.mark.slow  # about 15 s: `pytest -m slow`
 def test_sigterm_saves_says_so_in_one_line_and_the_rerun_finishes_identically(prepared, uninterrupted, tmp_path):
     ws = _copy(prepared, tmp_path)
     proc = _start([sys.executable, "-m", "vggrepro", "train", "--run", "A_256"], ws)
@@ -105,6 +106,7 @@ def test_sigterm_saves_says_so_in_one_line_and_the_rerun_finishes_identically(pr
     assert "resuming at epoch" in done.stdout and _hash(ws / MODEL) == uninterrupted
 
 
+@pytest.mark.slow  # about 15 s: `pytest -m slow`
 def test_a_resume_point_of_other_inputs_is_discarded(prepared, tmp_path):
     ws = _copy(prepared, tmp_path)
     proc = _start([sys.executable, "-m", "vggrepro", "train", "--run", "A_256"], ws)
@@ -121,7 +123,7 @@ def test_a_resume_point_of_other_inputs_is_discarded(prepared, tmp_path):
     assert "resuming" not in done.stdout
 
 
-@pytest.mark.slow  # about 35 s; tests/test_faults.py kills `dvc repro` in the default suite
+@pytest.mark.slow  # about 35 s: `pytest -m slow`, beside tests/test_faults.py, which kills `dvc repro` anywhere
 def test_dvc_repro_after_a_kill_resumes_the_stage(prepared, uninterrupted, tmp_path):
     ws = _copy(prepared, tmp_path)
     for cmd in (["init", "--no-scm", "-q"], ["config", "core.analytics", "false"]):

@@ -39,6 +39,7 @@ def test_prepare_refuses_a_folder_it_did_not_make(tmp_path):
     assert sorted(p.name for p in (project / "data").iterdir()) == ["photos"]
 
 
+@pytest.mark.slow  # three generations of the embedded set, about 25 s: `pytest -m slow`
 def test_prepare_regenerates_only_its_own_folder_and_only_for_new_params(tmp_path):
     project = project_with_root(tmp_path, "data/embedded")
     assert vggrepro("prepare", cwd=project).returncode == 0
