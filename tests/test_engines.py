@@ -61,6 +61,9 @@ def workspace(tiny_runs, tmp_path_factory) -> Path:
     shutil.copytree(tiny_runs["dvc"][0], project, symlinks=True)
     run(["git", "init", "-q"], project)
     run([tool("dvc"), "config", "--unset", "core.no_scm"], project)
+    # Made with --no-scm, the outputs have no .gitignore: committing them again writes one
+    # each, so `git add -A` below leaves DVC's outputs out of git as in a user's project.
+    run([tool("dvc"), "commit", "--force", "--quiet"], project)
     done = run([tool("dvc"), "repro"], project)
     assert re.findall(r"Running stage '(\w+)'", done.stdout) == ["validate", "prepare"], done.stdout
     run(["git", "add", "-A"], project)
@@ -241,7 +244,10 @@ def test_a_replaced_image_in_an_external_tree_reruns_mean_rgb_and_training(works
 def test_an_output_edited_or_deleted_by_hand_reruns_its_stage_in_both_engines(workspace):
     """DVC by the outputs' hashes; Snakemake by a missing file, or by the record each stage
     command leaves of its outputs (vggrepro.engine.outputs_record) for an edited one."""
-    run([tool("snakemake"), "--cores", "2"], workspace)  # whatever an earlier test left stale
+    # Whatever an earlier test left stale, brought up to date in both engines' records: DVC
+    # reruns (or restores from its run cache) what its lock file does not describe.
+    run([tool("dvc"), "repro"], workspace)
+    run([tool("snakemake"), "--cores", "2"], workspace)
     finished = fingerprint(workspace)
     cases = {"reports/results.md": "report", "runs/B_256/eval.json": "evaluate_B_256"}  # a final and a middle one
     for out, stage in cases.items():
