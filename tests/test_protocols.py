@@ -200,3 +200,35 @@ def test_bf16_autocast_still_gives_fp32_posteriors_summing_to_one(model):
     got = evaluate(model, make_images(SHAPES[:3]), protocol="multi-crop & dense", qs=[32], compute=bf16, **NORM)
     assert got.dtype == torch.float32
     check_posteriors(got, run="A-256", protocol="multi-crop & dense")
+
+
+def _bottom_over_top(score_map, q: int, w: int) -> float:
+    """How much the bottom tenth of the rows moves the pooled scores, over the top tenth's:
+    summed |d score / d pixel| over 32 random images of Q x w, on random weights."""
+    torch.manual_seed(1)
+    net = VGG(ModelSpec(config="A", num_classes=50, width=0.125, head_width=256, crop=64)).eval()
+    init_weights(net, "kaiming", torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(32, 3, q, w, generator=g).requires_grad_()
+    scores = score_map(net, x).mean(dim=(2, 3))
+    (scores * torch.randn(scores.shape, generator=g)).sum().backward()
+    rows = x.grad.abs().sum(dim=(0, 1, 3))
+    k = q // 10
+    return (rows[-k:].sum() / rows[:k].sum()).item()
+
+
+@pytest.mark.parametrize("q", [73, 82, 101, 110, 119, 146])  # the default's scaled Q (64/224 of the paper's)
+def test_dense_weighs_the_bottom_rows_as_the_top_ones_at_any_q(q):
+    """The pooling grid is centred on the image (the paper's Q, multiples of 32, need no
+    centring): the bottom strip moves the scores as much as the top one does at 64 x 96, a
+    size the five pools tile exactly. Without the centring the bottom counted 0.3 to 0.9."""
+    w = round(q * 4 / 3)  # landscape, as most photographs
+    tiled = _bottom_over_top(protocols.dense_score_map, 64, 96)
+    centred = _bottom_over_top(protocols.dense_score_map, q, w)
+    assert abs(centred / tiled - 1) < 0.1, (q, centred, tiled)
+
+
+def test_the_bottom_rows_test_sees_an_uncentred_grid():
+    """The check above can fail: the bare score map at Q = 119 (119 = 3 x 32 + 23) leaves the
+    bottom 23 rows to the conv margins."""
+    assert _bottom_over_top(VGG.score_map, 119, 159) < 0.6 * _bottom_over_top(VGG.score_map, 64, 96)

@@ -28,10 +28,11 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import torch
+import torch.nn.functional as F
 
 from vggrepro.data.images import rescale
 from vggrepro.data.normalise import to_input
-from vggrepro.model import VGG
+from vggrepro.model import DOWNSAMPLING, VGG
 from vggrepro.runtime.device import CPU, Compute
 from vggrepro.runtime.errors import Error
 
@@ -119,6 +120,32 @@ def _input(images: list[torch.Tensor], *, mean, std, flip: bool, compute: Comput
     return torch.cat([x, x.flip(-1)]) if flip else x
 
 
+def dense_score_map(model: VGG, x: torch.Tensor) -> torch.Tensor:
+    """The class score map (N, classes, h, w) of a normalised batch x of whole images, the
+    pooling grid centred on them."""
+    return model.score_map(_centred_on_the_pooling_grid(x))
+
+
+def _pooling_grid(h: int, w: int) -> tuple[int, int]:
+    """The sides rounded up to multiples of the net's stride."""
+    return h + -h % DOWNSAMPLING, w + -w % DOWNSAMPLING
+
+
+def _centred_on_the_pooling_grid(x: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
+    """x padded with zeros (the mean colour once normalised, what the convs pad with) to its
+    sides rounded up to multiples of the net's stride, split evenly between the sides. Every Q
+    of the paper is a multiple of 32, so its five 2 x 2 pools tile the whole image; at any other
+    size they tile only the top-left 32 x floor(side / 32) pixels, and the bottom and right
+    strips reached the score map through the conv margins alone (a bottom strip counted 0.3 to
+    0.9 of the top one at the demo geometry's Q). Centred, top and bottom weigh alike."""
+    h, w = x.shape[-2:]
+    gh, gw = grid or _pooling_grid(h, w)
+    dh, dw = gh - h, gw - w
+    if not (dh or dw):
+        return x
+    return F.pad(x, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2))
+
+
 def _fold_flips(p: torch.Tensor, flip: bool) -> torch.Tensor:
     """Each image's posteriors averaged with its flip's (the flips are the second half)."""
     if not flip:
@@ -179,15 +206,23 @@ def _no_autotuning():
 
 
 def _dense_at_q(model: VGG, scaled: list[torch.Tensor], *, mean, std, flip, pool, compute, max_pixels) -> torch.Tensor:
-    by_shape: dict[tuple[int, ...], list[int]] = defaultdict(list)
+    # Images whose sides round up to the same multiples of 32 share forward passes, each padded
+    # (centred) exactly as it would be alone: at the demo geometry no two embedded images have
+    # one shape, and one-image passes cost several times more a pixel than batched crops.
+    by_grid: dict[tuple[int, int], list[int]] = defaultdict(list)
     for i, img in enumerate(scaled):
-        by_shape[tuple(img.shape)].append(i)
+        by_grid[_pooling_grid(*img.shape[-2:])].append(i)
     parts = []
-    for shape, members in by_shape.items():
-        per_pass = max(1, max_pixels // (shape[1] * shape[2] * (2 if flip else 1)))
+    for grid, members in by_grid.items():
+        per_pass = max(1, max_pixels // (grid[0] * grid[1] * (2 if flip else 1)))
         for start in range(0, len(members), per_pass):
             idx = members[start : start + per_pass]
-            x = _input([scaled[i] for i in idx], mean=mean, std=std, flip=flip, compute=compute)
+            x = torch.cat([
+                _centred_on_the_pooling_grid(to_input(compute.to_device(scaled[i][None]), mean=mean, std=std), grid)
+                for i in idx
+            ]).contiguous(memory_format=torch.channels_last)
+            if flip:
+                x = torch.cat([x, x.flip(-1)])
             with compute.autocast():
                 score_map = model.score_map(x)
             parts.append((idx, _fold_flips(_pooled(score_map, pool), flip)))

@@ -21,6 +21,21 @@ def _q(value: float) -> str:
     return str(int(value)) if value == int(value) else f"{value:g}"
 
 
+IMPORTED_S = "unknown (imported)"
+
+
+def _train_s(run) -> str:
+    """Table 3's S notation; an imported checkpoint's training scale is not ours to state
+    (torchvision's VGG weights were not trained with the paper's scale jittering)."""
+    return IMPORTED_S if run.imported else run.scale_label
+
+
+def _papers(run, row):
+    """The paper's numbers for a row, or None beside an imported run: the paper trained its
+    nets at the S the row names; an imported checkpoint was trained by someone else."""
+    return None if run.imported else row(run.config, run.scale_label)
+
+
 def _ours(metrics: dict, protocol: str) -> tuple[float, float]:
     m = metrics["protocols"][protocol]
     return m["top1_err"], m["top5_err"]
@@ -31,9 +46,9 @@ def table3(params: Params, evals: dict[str, dict], epochs: dict[str, int]) -> pd
     rows = []
     for name, run in params.runs.items():
         top1, top5 = _ours(evals[name], "dense-single")
-        theirs = paper.table3_row(run.config, run.scale_label)
+        theirs = _papers(run, paper.table3_row)
         rows.append({
-            "run": name, "config": run.config, "train S": run.scale_label, "test Q": _q(run.single_scale_q),
+            "run": name, "config": run.config, "train S": _train_s(run), "test Q": _q(run.single_scale_q),
             "top-1 err": top1, "top-5 err": top5,
             "paper top-1": theirs[1] if theirs else None, "paper top-5": theirs[2] if theirs else None,
             "init": f"import ({run.weights})" if run.imported else run.init,
@@ -49,9 +64,9 @@ def table4(params: Params, evals: dict[str, dict]) -> pd.DataFrame:
         if run.config not in TABLE4_CONFIGS:
             continue
         top1, top5 = _ours(evals[name], "dense")
-        theirs = paper.table4_row(run.config, run.scale_label)
+        theirs = _papers(run, paper.table4_row)
         rows.append({
-            "run": name, "config": run.config, "train S": run.scale_label,
+            "run": name, "config": run.config, "train S": _train_s(run),
             "test Q": ",".join(_q(q) for q in run.multi_scale_q),
             "top-1 err": top1, "top-5 err": top5,
             "paper top-1": theirs[1] if theirs else None, "paper top-5": theirs[2] if theirs else None,
@@ -67,9 +82,9 @@ def table5(params: Params, evals: dict[str, dict]) -> pd.DataFrame:
         run = params.runs[name]
         for protocol, method in TABLE5_METHODS.items():
             top1, top5 = _ours(evals[name], protocol)
-            theirs = paper.table5_row(run.config, run.scale_label, method)
+            theirs = None if run.imported else paper.table5_row(run.config, run.scale_label, method)
             rows.append({
-                "run": name, "config": run.config, "train S": run.scale_label,
+                "run": name, "config": run.config, "train S": _train_s(run),
                 "test Q": ",".join(_q(q) for q in run.multi_scale_q), "method": method,
                 "top-1 err": top1, "top-5 err": top5,
                 "paper top-1": theirs[0] if theirs else None, "paper top-5": theirs[1] if theirs else None,
@@ -86,6 +101,8 @@ def _papers_ensemble(params: Params, name: str, members: list[str], left_out: li
     if expected is None or left_out:
         return False
     runs = params.runs
+    if any(runs[m.split("/", 1)[0]].imported for m in members):
+        return False
     ours = sorted((runs[r].config, runs[r].scale_label, p) for r, p in (m.split("/", 1) for m in members))
     return ours == expected
 

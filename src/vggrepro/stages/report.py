@@ -13,10 +13,13 @@ from pathlib import Path
 import pandas as pd
 
 from vggrepro import __version__, paths
+from vggrepro.model import PAPER_HEAD_WIDTH
 from vggrepro.params import PAPER_CROP, Params
 from vggrepro.report import figures, tables
 from vggrepro.runtime import io
 from vggrepro.runtime.errors import MissingFile
+
+PAPER_EPOCHS = 74  # Sec. 3.1: 370K iterations of batch 256
 
 
 def _missing(path: str) -> FileNotFoundError:
@@ -66,11 +69,14 @@ def _settings(params: Params) -> list[str]:
     transforms += [f"AlexNet's PCA colour shift (std {aug['colour_shift']:g})"] if aug["colour_shift"] > 0 else []
     missing = [x for x, on in (("flip", aug["flip"]), ("colour shift", aug["colour_shift"] > 0)) if not on]
     computed = sorted({_read(paths.eval_metrics(n)).get("compute", "cpu, fp32") for n in runs})
-    lines = [
-        f"- Data: {data_line}.",
-        f"- Geometry: crop {crop} px (paper: {PAPER_CROP}); every S and Q scaled by {crop}/{PAPER_CROP} and rounded "
-        f"({scaled} px).",
-        f"- Width: conv layers x{m['width']}, FC1/FC2 {m['head_width']} channels (paper: x1, 4096).",
+    lines = [f"- Data: {data_line}."]
+    if crop != PAPER_CROP:
+        lines.append(f"- Geometry: crop {crop} px (paper: {PAPER_CROP}); every S and Q scaled by {crop}/{PAPER_CROP} "
+                     f"and rounded ({scaled} px).")
+    if (m["width"], m["head_width"]) != (1.0, PAPER_HEAD_WIDTH):
+        lines.append(f"- Width: conv layers x{m['width']:g}, FC1/FC2 {m['head_width']} channels "
+                     f"(paper: x1, {PAPER_HEAD_WIDTH}).")
+    lines += [
         f"- Training: SGD, batch {t['batch_size']}, momentum {t['momentum']:g}, weight decay "
         f"{t['weight_decay']:g} on every parameter, biases included (Caffe's default; the paper does not say); "
         f"each run's lr divided by {1 / t['lr_factor']:g} when {t['lr_patience'] + 1} epochs in a row bring "
@@ -90,9 +96,7 @@ def _settings(params: Params) -> list[str]:
         ),
         "- Augmentation: " + ", ".join(transforms)
         + (f"; no {' or '.join(missing)} (paper: crop, flip and colour shift)." if missing else " (as the paper)."),
-        "- Initialisation: " + "; ".join(f"{n} {r.init}" for n, r in runs.items() if r.init_run is None)
-        + f" (paper: A from N(0, 1e-2 variance); normal here draws std {t['init_std']:g}); deeper nets copy "
-        "A's first four conv and three FC layers (Sec. 3.1).",
+        f"- Initialisation: {_init_line(params)}",
         f"- Test: {_test_line(raw['evaluate'])}",
     ]
     imported = [n for n, r in runs.items() if r.imported]
@@ -106,6 +110,36 @@ def _settings(params: Params) -> list[str]:
     return lines
 
 
+SCHEMES = {
+    "normal": "N(0, std {std:g}^2)",
+    "glorot": "Glorot & Bengio's uniform",
+    "kaiming": "He et al.'s normal (postdates the paper)",
+}
+
+
+def _init_line(params: Params) -> str:
+    """How each trained run started, saying only what ran (Sec. 3.1: the paper's A from
+    N(0, 1e-2 variance); deeper nets from A's first four conv and three FC layers; S=384 from
+    S=256; jittered from S=384)."""
+    runs, std = params.runs, params.raw["train"]["init_std"]
+    parts, from_a, whole = [], [], []
+    for scheme, text in SCHEMES.items():
+        named = [n for n, r in runs.items() if r.init == scheme]
+        if named:
+            parts.append(f"{', '.join(named)} from random weights, {text.format(std=std)}")
+    for n, r in runs.items():
+        if r.init_run is not None:
+            source = runs[r.init_run]
+            (whole if source.config == r.config else from_a).append(f"{n} from {r.init_run}")
+    if not parts:
+        return "no run trained here."
+    if from_a:
+        parts.append(f"{', '.join(from_a)}: its first four conv and three FC layers, the rest random (Sec. 3.1)")
+    if whole:
+        parts.append(f"{', '.join(whole)}: every layer (Sec. 3.1)")
+    return "; ".join(parts) + " (paper: A from N(0, 1e-2 variance), the others as Sec. 3.1 chains them)."
+
+
 def _test_line(settings: dict) -> str:
     flip = "averaged with the flipped image's" if settings["flip"] else "without the flipped image (paper: with it)"
     pool = (
@@ -117,7 +151,11 @@ def _test_line(settings: dict) -> str:
         "a 5 x 5 grid of crops and their flips at each of three Q, 150 crops (as the paper)"
         if settings["flip"] else "a 5 x 5 grid of crops at each of three Q, 75 crops without flips (paper: 150 with flips)"
     )
-    return f"dense evaluation of the whole image at Q, {pool}, posteriors {flip}; multi-crop: {crops}."
+    return (
+        f"dense evaluation of the whole image at Q, {pool}, posteriors {flip}; the pooling grid centred on the "
+        "image, padded with the mean colour to a multiple of 32 px where a side is not one (the paper's Q are; it does "
+        f"not say how it treats the longer side); multi-crop: {crops}."
+    )
 
 
 SECTIONS = {
@@ -138,6 +176,20 @@ SECTIONS = {
 }
 
 
+SUBMISSION = "ILSVRC submission, 7 nets, dense"
+
+
+def _notes(number: int, df: pd.DataFrame) -> list[str]:
+    """What a row beside the paper's must say about how the paper's was made."""
+    if number == 6 and any((df["ensemble"] == SUBMISSION) & df["paper top-1"].notna()):
+        return [
+            f"_{SUBMISSION}: the paper's multi-scale D in that ensemble had only its fully-connected layers "
+            "fine-tuned from the single-scale D (Sec. 4.4); ours fine-tunes every layer._",
+            "",
+        ]
+    return []
+
+
 def render(params: Params, frames: dict[int, pd.DataFrame]) -> str:
     settings = _settings(params)
     rel = {Path(f).stem: f.removeprefix(paths.REPORTS_DIR + "/") for f in paths.figures(params.runs)}
@@ -153,6 +205,7 @@ def render(params: Params, frames: dict[int, pd.DataFrame]) -> str:
     for number, (title, caption) in SECTIONS.items():
         df = frames[number]
         lines += [f"## {title}", "", caption, "", tables.to_markdown(df) if len(df) else "(no row in this grid)", ""]
+        lines += _notes(number, df)
         lines += [f"_Differs from the paper: {_short_difference(params)}._", ""]
     lines += ["## Figures", ""]
     captions = {
@@ -170,12 +223,20 @@ def render(params: Params, frames: dict[int, pd.DataFrame]) -> str:
 
 
 def _short_difference(params: Params) -> str:
-    raw = params.raw
-    data = "the embedded generated dataset" if raw["data"]["source"] == "embedded" else "ILSVRC-2012"
-    return (
-        f"{data}; crop {params.crop} px (paper {PAPER_CROP}), conv width x{raw['model']['width']}, FC {raw['model']['head_width']} "
-        f"(paper 4096); the epochs in Table 3 (paper: 74); one seed ({raw['seed']}), no error bars"
-    )
+    """The differences that bear on every table, each only where it holds."""
+    raw, m = params.raw, params.raw["model"]
+    parts = ["the embedded generated dataset"] if raw["data"]["source"] == "embedded" else []
+    if params.crop != PAPER_CROP:
+        parts.append(f"crop {params.crop} px (paper {PAPER_CROP})")
+    if m["width"] != 1.0:
+        parts.append(f"conv width x{m['width']:g} (paper x1)")
+    if m["head_width"] != PAPER_HEAD_WIDTH:
+        parts.append(f"FC {m['head_width']} (paper {PAPER_HEAD_WIDTH})")
+    trained = [n for n, r in params.runs.items() if not r.imported]
+    if any(epochs_trained(n) != PAPER_EPOCHS for n in trained):
+        parts.append(f"the epochs in Table 3 (paper: {PAPER_EPOCHS})")
+    parts.append(f"one seed ({raw['seed']}), no error bars")
+    return "; ".join(parts)
 
 
 def run(params: Params) -> dict:

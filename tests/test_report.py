@@ -1,0 +1,90 @@
+"""The report's words beside the paper's numbers: no paper numbers beside a checkpoint trained
+elsewhere, settings lines that describe only what ran, a differences line that lists only
+what differs, and the note the paper's 7-net ensemble needs."""
+
+import copy
+import json
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from conftest import tiny_params
+from test_fuse import evals_for
+from vggrepro import paths
+from vggrepro.params import parse_params
+from vggrepro.report import tables
+from vggrepro.stages import report
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def with_runs(runs: dict, **changes) -> dict:
+    raw = copy.deepcopy(tiny_params())
+    raw["runs"] = runs
+    raw["evaluate"]["multi_crop"] = [n for n in runs if n.endswith("jit")]
+    raw["fuse"] = {}
+    for key, value in changes.items():
+        section, name = key.split("__")
+        raw[section][name] = value
+    return raw
+
+
+def test_an_imported_checkpoint_gets_no_paper_numbers_and_no_training_scale():
+    raw = with_runs({
+        "E_jit": {"config": "E", "scale": [256, 512], "init": "A_256"},
+        "A_256": {"config": "A", "scale": 256, "init": "kaiming"},
+        "tv_jit": {"config": "E", "scale": [256, 512], "init": "import", "weights": "vgg19.pt"},
+    })
+    raw["evaluate"]["multi_crop"] = ["E_jit", "tv_jit"]
+    raw["fuse"] = {"D & E, [256;512]/{256,384,512}, dense": ["tv_jit/dense", "E_jit/dense"]}
+    params = parse_params(raw)
+    evals = evals_for(params)
+    for frame in (tables.table3(params, evals, {"E_jit": 1, "A_256": 1, "tv_jit": 0}), tables.table4(params, evals),
+                  tables.table5(params, evals)):
+        ours = frame[frame["run"] == "E_jit"]
+        theirs = frame[frame["run"] == "tv_jit"]
+        assert ours["paper top-1"].notna().all() and ours["train S"].eq("[256;512]").all()
+        assert theirs["paper top-1"].isna().all() and theirs["paper top-5"].isna().all()
+        assert theirs["train S"].eq(tables.IMPORTED_S).all()
+    fused = {"members": ["tv_jit/dense", "E_jit/dense"], "left_out": [], "top1_err": 1.0, "top5_err": 0.5}
+    t6 = tables.table6(params, {"D & E, [256;512]/{256,384,512}, dense": fused})
+    assert t6[["paper top-1", "paper top-5"]].isna().all(axis=None)
+
+
+def test_the_initialisation_line_says_only_what_ran():
+    vgg19 = yaml.safe_load((ROOT / "params/imagenet-vgg19.yaml").read_text())
+    glorot_only = {n: r for n, r in vgg19["runs"].items() if "glorot" in n}
+    line = report._init_line(parse_params(with_runs(glorot_only)))
+    assert line.startswith("E_glorot_256 from random weights, Glorot & Bengio's uniform;"), line
+    assert "first four" not in line and "E_glorot_384 from E_glorot_256, E_glorot_jit from E_glorot_384: every layer" in line
+    default = yaml.safe_load((ROOT / "params.yaml").read_text())
+    line = report._init_line(parse_params(default))
+    assert "B_256 from A_256, C_256 from A_256" in line and "its first four conv and three FC layers" in line
+    assert "He et al.'s normal" in line and "Glorot" not in line and "N(0" in line.split("(paper:")[1]
+
+
+def test_the_differences_line_lists_only_what_differs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    runs = {"A_256": {"config": "A", "scale": 256, "init": "normal", "max_epochs": 74}}
+
+    def logged(epochs: int) -> None:
+        Path(paths.train_log("A_256")).parent.mkdir(parents=True, exist_ok=True)
+        Path(paths.train_log("A_256")).write_text(json.dumps([{"epoch": e + 1} for e in range(epochs)]))
+
+    logged(74)
+    paper = parse_params(with_runs(runs, model__width=1.0, model__head_width=4096, geometry__crop=224))
+    line = report._short_difference(paper)
+    assert line == "the embedded generated dataset; one seed (0), no error bars", line
+    logged(3)
+    narrow = parse_params(with_runs(runs))
+    line = report._short_difference(narrow)
+    assert "crop 32 px (paper 224)" in line and "conv width x0.0625 (paper x1)" in line and "FC 16 (paper 4096)" in line
+    assert "the epochs in Table 3 (paper: 74)" in line
+
+
+def test_the_papers_7_net_ensemble_notes_its_fc_only_fine_tuned_d():
+    row = {"ensemble": report.SUBMISSION, "paper top-1": 24.7}
+    assert "only its fully-connected layers" in " ".join(report._notes(6, pd.DataFrame([row])))
+    assert report._notes(6, pd.DataFrame([{**row, "paper top-1": None}])) == []
+    assert report._notes(3, pd.DataFrame([row])) == []
