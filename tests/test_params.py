@@ -89,14 +89,20 @@ def test_missing_and_unparsable_files(tmp_path):
         load_params(tmp_path / "params.yaml")
 
 
-def test_the_default_params_are_valid_and_hold_table_3():
+def test_the_default_params_are_valid_and_hold_vgg19s_chain_and_the_cpu_grid_table_3():
     params = load_params(ROOT / "params.yaml")
     rows = [(r.config, r.scale_label) for r in params.runs.values()]
-    assert rows == [
+    assert rows == [("A", "256"), ("E", "256"), ("E", "384"), ("E", "[256;512]"), ("E", "384")]
+    # E_jit's control: the same start, length and lr at a fixed S.
+    jit, more = params.runs["E_jit"], params.runs["E_384_more"]
+    assert (more.init, more.max_epochs, more.lr) == (jit.init, jit.max_epochs, jit.lr)
+    full = load_params(ROOT / "params/cpu-table3.yaml")
+    assert [(r.config, r.scale_label) for r in full.runs.values()] == [
         ("A", "256"), ("A-LRN", "256"), ("B", "256"), ("C", "256"), ("C", "384"), ("C", "[256;512]"),
         ("D", "256"), ("D", "384"), ("D", "[256;512]"), ("E", "256"), ("E", "384"), ("E", "[256;512]"),
     ]
     # Sec. 3.1's chain: deeper nets from A, S=384 from S=256, jittered from S=384.
+    assert full.init_chain("E_jit") == ["E_384", "E_256", "A_256"]
     assert params.init_chain("E_jit") == ["E_384", "E_256", "A_256"]
 
 

@@ -60,7 +60,8 @@ def test_the_initialisation_line_says_only_what_ran():
     assert "first four" not in line and "E_glorot_384 from E_glorot_256, E_glorot_jit from E_glorot_384: every layer" in line
     default = yaml.safe_load((ROOT / "params.yaml").read_text())
     line = report._init_line(parse_params(default))
-    assert "B_256 from A_256, C_256 from A_256" in line and "its first four conv and three FC layers" in line
+    assert "E_256 from A_256: its first four conv and three FC layers" in line
+    assert "E_384 from E_256, E_jit from E_384, E_384_more from E_384: every layer" in line
     assert "He et al.'s normal" in line and "Glorot" not in line and "N(0" in line.split("(paper:")[1]
 
 

@@ -8,7 +8,7 @@ import torch
 import yaml
 
 from conftest import tiny_params
-from vggrepro import schedule
+from vggrepro import schedule, training
 from vggrepro.data import holdout, train_batches
 from vggrepro.data.ingest import Entry
 from vggrepro.data.normalise import channels
@@ -165,6 +165,17 @@ def test_holdout_error_counts_ties_and_non_finite_scores_as_wrong():
     assert err([1.0, 1.0, 1.0]) == 100.0  # every class tied: never right
     assert err([float("nan"), 0.0, 0.0]) == 100.0  # NaN must not score as right
     assert err([2.0, 1.0, 0.0]) == 50.0  # label 0 right twice of four
+
+
+def test_the_held_out_loss_is_the_mean_cross_entropy_and_infinite_on_non_finite_scores():
+    """What train.plateau_on: loss watches."""
+    batches = [(torch.zeros(4, 3, 8, 8, dtype=torch.uint8), torch.tensor([0, 1, 2, 0]))] * 2
+    zero, one = channels([0.0] * 3), channels([1.0] * 3)
+    held = lambda row: training.holdout(_Scores(row), batches, device.CPU, mean=zero, std=one)  # noqa: E731
+    err, loss = held([2.0, 1.0, 0.0])
+    want = torch.nn.functional.cross_entropy(torch.tensor([[2.0, 1.0, 0.0]] * 4), torch.tensor([0, 1, 2, 0])).item()
+    assert err == 50.0 and loss == pytest.approx(want, rel=1e-6)
+    assert held([float("nan"), 0.0, 0.0]) == (100.0, float("inf"))
 
 
 def test_an_empty_held_out_slice_is_an_error_never_zero_percent():

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vggrepro.params import INIT_SCHEMES, PAPER_CROP
+from vggrepro.params import INIT_SCHEMES, PAPER_CROP, PAPER_HEAD_WIDTH
 from vggrepro.runtime.errors import Error, MissingFile
 
 
@@ -44,7 +44,6 @@ TABLE1: dict[str, list[list[int | str]]] = {
 }
 CONFIGS = tuple(TABLE1)
 DOWNSAMPLING = 32  # five 2x2/2 max-pools
-PAPER_HEAD_WIDTH = 4096  # Table 1: FC-4096, FC-4096
 # The first four conv layers of A, copied into deeper nets (Sec. 3.1); named by block and
 # position, so they land on the layer of the same block and position, where shapes match.
 A_LAYERS_COPIED = ("conv1_1", "conv2_1", "conv3_1", "conv3_2")

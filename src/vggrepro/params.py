@@ -32,6 +32,7 @@ from vggrepro import paths
 from vggrepro.runtime.errors import Error
 
 PAPER_CROP = 224  # Sec. 2.1; geometry.crop / PAPER_CROP scales every S and Q
+PAPER_HEAD_WIDTH = 4096  # Table 1: FC-4096, FC-4096
 INIT_SCHEMES = ("normal", "glorot", "kaiming")  # random initialisations, vggrepro.model.init_weights
 IMPORT = "import"  # init: a checkpoint from outside the grid (runs.<name>.weights), not trained
 # What an evaluate stage saves per run (Sec. 3.2, 4): dense at the single test scale Q (Table 3);

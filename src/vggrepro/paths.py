@@ -41,6 +41,10 @@ def figures(runs) -> list[str]:
     return [figure(f"training-{run}") for run in runs] + [figure(name) for name in SUMMARY_FIGURES]
 
 
+# The paper's claims, each comparison with its interval and verdict (vggrepro.report.findings).
+FINDINGS_TABLE = f"{REPORTS_DIR}/tables/findings.csv"
+
+
 def table(number: int) -> str:
     """One of the paper's tables, our numbers beside its numbers, as CSV."""
     return f"{REPORTS_DIR}/tables/table{number}.csv"

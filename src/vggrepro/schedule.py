@@ -2,8 +2,8 @@
 accuracy stopped improving. In total, the learning rate was decreased 3 times, and the
 learning was stopped after 370K iterations (74 epochs)".
 
-torch's ReduceLROnPlateau watches the held-out error (vggrepro.data.holdout; never the val
-split the tables report): it tolerates `patience` epochs without improvement and divides the
+torch's ReduceLROnPlateau watches the held-out error, or its cross-entropy (train.plateau_on;
+vggrepro.data.holdout; never the val split the tables report): it tolerates `patience` epochs without improvement and divides the
 rate by 1 / factor on the next one (so patience 2 decreases after 3 such epochs in a row). The run stops when the error plateaus once more after the last allowed decrease,
 or at max_epochs, whichever comes first.
 """
@@ -15,7 +15,7 @@ import torch
 
 class PlateauSchedule:
     def __init__(self, optimizer: torch.optim.Optimizer, *, patience: int, factor: float, max_decreases: int) -> None:
-        # threshold 0: any lower error is an improvement (the paper names no margin)
+        # threshold 0: any lower value is an improvement (the paper names no margin)
         self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="min", factor=factor, patience=patience, threshold=0.0
         )
@@ -25,10 +25,10 @@ class PlateauSchedule:
     def lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
 
-    def step(self, holdout_error: float) -> bool:
-        """Takes the epoch's held-out error; True when training should stop."""
+    def step(self, holdout: float) -> bool:
+        """Takes the epoch's held-out error or loss; True when training should stop."""
         before = self.lr
-        self.plateau.step(holdout_error)
+        self.plateau.step(holdout)
         if self.lr < before:
             self.decreases += 1
             if self.decreases > self.max_decreases:  # the plateau after the last decrease

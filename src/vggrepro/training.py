@@ -205,20 +205,29 @@ def train_epoch(
 
 
 @torch.inference_mode()
-def holdout_error(model: torch.nn.Module, batches, compute: Compute, *, mean: torch.Tensor, std: torch.Tensor) -> float:
-    """Top-1 error (%) on the held-out centre crops; ties count against the model, as in
-    vggrepro.metrics."""
+def holdout(model: torch.nn.Module, batches, compute: Compute, *, mean: torch.Tensor, std: torch.Tensor) -> tuple[float, float]:
+    """(top-1 error in %, mean cross-entropy) on the held-out centre crops; ties count against
+    the model, as in vggrepro.metrics, and a score that is not finite makes the loss infinite."""
     model.eval()
     wrong = torch.zeros((), dtype=torch.int64, device=compute.device)
+    loss = torch.zeros((), dtype=torch.float64, device=compute.device)
     seen = 0
     for images, labels in loader.one_line_errors(batches):
         x = to_input(compute.to_device(images), mean=mean, std=std, memory_format=torch.channels_last)
         with compute.autocast():
             scores = model(x).float()
+        labels = compute.to_device(labels)
         # Wrong: another class scores at least as high (a tie counts against the model), or a
         # score is not finite (vggrepro.metrics).
-        wrong += top1_wrong(scores, compute.to_device(labels))
+        wrong += top1_wrong(scores, labels)
+        loss += F.cross_entropy(scores, labels, reduction="sum").double()
         seen += len(labels)
     if seen == 0:  # 0 of 0 would read as 0% error, a perfect score the schedule would chase
         raise ParamsError("the held-out slice is empty: raise train.holdout (each class holds out round(holdout x its images))")
-    return 100.0 * int(wrong) / seen
+    mean_loss = float(loss) / seen
+    return 100.0 * int(wrong) / seen, mean_loss if mean_loss == mean_loss else float("inf")
+
+
+def holdout_error(model: torch.nn.Module, batches, compute: Compute, *, mean: torch.Tensor, std: torch.Tensor) -> float:
+    """Top-1 error (%) on the held-out centre crops (see holdout)."""
+    return holdout(model, batches, compute, mean=mean, std=std)[0]

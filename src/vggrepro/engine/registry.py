@@ -119,7 +119,7 @@ def build(params: Params) -> list[Stage]:
         )
     multi_crop = params.multi_crop_runs
     for name in runs:
-        protocols = [p for p in PROTOCOLS if name in multi_crop or p not in MULTI_CROP_PROTOCOLS]
+        protocols = _protocols(name, multi_crop)
         stages.append(
             _stage(
                 "evaluate",
@@ -143,10 +143,14 @@ def build(params: Params) -> list[Stage]:
         _stage(
             "report",
             None,
-            [*(p for n in runs for p in (paths.eval_metrics(n), paths.train_log(n))), paths.FUSION_METRICS],
+            # The posteriors too: the findings' intervals are over images.
+            [*(p for n in runs for p in (paths.eval_metrics(n), paths.train_log(n))), paths.FUSION_METRICS,
+             *(paths.protocol_posteriors(n, p) for n in runs for p in _protocols(n, multi_crop)),
+             *(paths.fused(f) for f, members in fusions.items() if members)],
             [*data_keys, "model", "geometry", *train_keys, "augment", "evaluate", "fuse", "runs"],
             [Out(paths.RESULTS_MD, cache=False), Out(paths.METRICS_JSON, cache=False, metric=True),
              *(Out(paths.table(t), cache=False, report=("Tables", f"table{t}.rst")) for t in TABLES),
+             Out(paths.FINDINGS_TABLE, cache=False),
              *(Out(f, cache=False, report=_figure_report(f)) for f in paths.figures(runs))],
         )
     )
@@ -165,6 +169,11 @@ def build(params: Params) -> list[Stage]:
         always_changed=True,  # the dataset stamp is read afresh on every call, as by Snakemake
     )
     return [validate, *stages]
+
+
+def _protocols(run: str, multi_crop: list[str]) -> list[str]:
+    """The protocols an evaluate stage saves posteriors for: multi-crop only where asked."""
+    return [p for p in PROTOCOLS if run in multi_crop or p not in MULTI_CROP_PROTOCOLS]
 
 
 def _figure_report(path: str) -> tuple[str, str]:

@@ -14,6 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend)
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from vggrepro.report import paper  # noqa: E402
 
@@ -34,12 +35,18 @@ def training_curves(run: str, log: list[dict]) -> bytes:
         fig, (left, right) = plt.subplots(1, 2, figsize=(8.0, 3.4))
         epochs = [e["epoch"] for e in log]
         left.plot(epochs, [e["loss"] for e in log], marker="o", label="training loss")
+        if log and "holdout_loss" in log[0]:
+            left.plot(epochs, [e["holdout_loss"] for e in log], marker="s", label="held-out loss")
         left.set_xlabel("epoch")
         left.set_ylabel("cross-entropy")
         lr = left.twinx()
         lr.step(epochs, [e["lr"] for e in log], where="post", color="grey", linestyle="--", label="learning rate")
         lr.set_yscale("log")
         lr.set_ylabel("learning rate")
+        handles = [h for ax in (left, lr) for h in ax.get_legend_handles_labels()[0]]
+        left.legend(handles, [h.get_label() for h in handles], fontsize=7)
+        for ax in (left, right):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs
         right.plot(epochs, [e["train_top1_err"] for e in log], marker="o", label="training")
         right.plot(epochs, [e["holdout_top1_err"] for e in log], marker="s", label="held out")
         right.set_xlabel("epoch")

@@ -11,11 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from vggrepro import __version__, paths
-from vggrepro.model import PAPER_HEAD_WIDTH
-from vggrepro.params import PAPER_CROP, Params
-from vggrepro.report import figures, tables
+from vggrepro.metrics import true_class_rank
+from vggrepro.params import PAPER_CROP, PAPER_HEAD_WIDTH, Params
+from vggrepro.report import figures, findings, paper, tables
 from vggrepro.runtime import io
 from vggrepro.runtime.errors import MissingFile
 
@@ -33,6 +34,16 @@ def _read(path: str):
     if not Path(path).exists():
         raise _missing(path)
     return io.read_json(path) if path.endswith(".json") else Path(path).read_text()
+
+
+def _wrong_per_image(source: str, protocol: str) -> tuple[torch.Tensor, list[str]]:
+    """(1.0 where top-1 is wrong, ties counted wrong, else 0.0; the images' paths) of a run's
+    protocol, or of a fuse entry (protocol "fused"), from the posteriors its stage saved."""
+    path = paths.fused(source) if protocol == "fused" else paths.protocol_posteriors(source, protocol)
+    if not Path(path).exists():
+        raise _missing(path)
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    return (true_class_rank(saved["posteriors"], saved["labels"]) >= 1).double(), list(saved["paths"])
 
 
 def epochs_trained(run: str) -> int:
@@ -80,10 +91,10 @@ def _settings(params: Params) -> list[str]:
         f"- Training: SGD, batch {t['batch_size']}, momentum {t['momentum']:g}, weight decay "
         f"{t['weight_decay']:g} on every parameter, biases included (Caffe's default; the paper does not say); "
         f"each run's lr divided by {1 / t['lr_factor']:g} when {t['lr_patience'] + 1} epochs in a row bring "
-        f"no lower error on {t['holdout']:.0%} of each class held out "
+        f"no lower {'cross-entropy' if t['plateau_on'] == 'loss' else 'top-1 error'} on {t['holdout']:.0%} of each class held out "
         f"of the training split, at most {t['lr_decreases']} times, then stop, or at "
         f"{t['max_epochs']} epochs (runs may set their own); the table gives the epochs each run trained "
-        "(paper: batch 256, lr 1e-2, plateaus on its validation set, 3 decreases, 74 epochs). A run started "
+        "(paper: batch 256, lr 1e-2, plateaus of its validation accuracy, 3 decreases, 74 epochs). A run started "
         f"from another adds its epochs to that run's ({longest} has seen {seen[longest]} counting its chain), "
         "so rows differ in training length as well as in depth and scale.",
         f"- Compute: {'; '.join(computed)}"
@@ -153,7 +164,7 @@ def _test_line(settings: dict) -> str:
     )
     return (
         f"dense evaluation of the whole image at Q, {pool}, posteriors {flip}; the pooling grid centred on the "
-        "image, padded with the mean colour to a multiple of 32 px where a side is not one (the paper's Q are; it does "
+        "image, padded by repeating its edge pixels to a multiple of 32 px where a side is not one (the paper's Q are; it does "
         f"not say how it treats the longer side); multi-crop: {crops}."
     )
 
@@ -177,6 +188,7 @@ SECTIONS = {
 
 
 SUBMISSION = "ILSVRC submission, 7 nets, dense"
+FULL_GRID = "params/cpu-table3.yaml"  # Table 3's twelve rows at the CPU default's geometry
 
 
 def _notes(number: int, df: pd.DataFrame) -> list[str]:
@@ -202,11 +214,33 @@ def render(params: Params, frames: dict[int, pd.DataFrame]) -> str:
         "the runs use them scaled to this geometry. How this run differs from the paper's setting is listed at the end.",
         "",
     ]
+    ours = {(r.config, r.scale_label) for r in params.runs.values() if not r.imported}
+    missing = [f"{c} {s}" for c, s, *_ in paper.facts()["table3_single_scale"] if (c, s) not in ours]
+    if missing:
+        lines += [
+            f"This grid leaves out {len(missing)} of Table 3's rows ({', '.join(missing)}): "
+            f"`vggrepro use {FULL_GRID}` runs all of them on the embedded dataset, `params/imagenet-table3.yaml` on "
+            "ILSVRC-2012.",
+            "",
+        ]
     for number, (title, caption) in SECTIONS.items():
         df = frames[number]
         lines += [f"## {title}", "", caption, "", tables.to_markdown(df) if len(df) else "(no row in this grid)", ""]
         lines += _notes(number, df)
         lines += [f"_Differs from the paper: {_short_difference(params)}._", ""]
+    lines += [
+        "## The paper's findings, tested",
+        "",
+        "Each comparison from the runs this grid holds: top-1 error (%) of the side the paper says is better, then of the "
+        "other, the paired difference with its 95% interval (bootstrap over the validation images, "
+        f"{findings.RESAMPLES} resamples), and the paper's numbers for the same comparison. A claim holds when the whole "
+        "interval is below 0; claim 7 (no gain from LRN) holds when A-LRN is worse or within "
+        f"{findings.EQUIVALENT:g} point of A. A claim whose runs this grid lacks reads \"not run\". One seed: the interval "
+        "is over images, not over training runs.",
+        "",
+        tables.to_markdown(frames["findings"]),
+        "",
+    ]
     lines += ["## Figures", ""]
     captions = {
         "error-vs-depth": "Single-scale top-1 and top-5 error against depth, A to E (Table 3).",
@@ -252,6 +286,8 @@ def run(params: Params) -> dict:
     }
     for number, df in frames.items():
         io.write_text(paths.table(number), tables.to_csv(df))
+    frames["findings"] = findings.table(params, _wrong_per_image)
+    io.write_text(paths.FINDINGS_TABLE, tables.to_csv(frames["findings"]))
     drawn = {f"training-{n}": figures.training_curves(n, _read(paths.train_log(n))) for n in runs}
     drawn["error-vs-depth"] = figures.error_vs_depth(frames[3])
     drawn["error-vs-scale"] = figures.error_vs_scale(frames[3], frames[4])

@@ -245,8 +245,8 @@ def _train(params: Params, run_name: str, run: Run, cfg: dict, seed: int, world,
             try:
                 # Process 0 alone scores the held-out slice and every process takes its number:
                 # the schedule's decisions (lr, stop) must be the same everywhere.
-                held_err = training.holdout_error(model, held_out, compute, mean=loop.mean, std=loop.std) if world.main else None
-                held_err = distributed.from_main(world, held_err)
+                held = training.holdout(model, held_out, compute, mean=loop.mean, std=loop.std) if world.main else None
+                held_err, held_loss = distributed.from_main(world, held)
             except Exception:  # the loader's workers killed with the stage (scancel): keep the epoch
                 if signals.received is None:
                     raise
@@ -261,9 +261,10 @@ def _train(params: Params, run_name: str, run: Run, cfg: dict, seed: int, world,
                 "loss": sum(t[0] for t in totals) / seen,
                 "train_top1_err": 100.0 * sum(t[1] for t in totals) / seen,
                 "holdout_top1_err": held_err,
+                "holdout_loss": held_loss,
             }
             position.history.append(line)
-            position.stopped = schedule.step(held_err)
+            position.stopped = schedule.step(held_loss if cfg["plateau_on"] == "loss" else held_err)
             position.epoch, position.step = position.epoch + 1, 0
             sums = training.EpochSums.zeros(compute.device)
             save()  # after the epoch's sums are reset and the schedule has stepped

@@ -1,0 +1,104 @@
+"""The paper's findings tested (vggrepro.report.findings): which comparisons a grid allows, the
+paired bootstrap interval, and verdicts that follow the interval, not the point estimate."""
+
+import copy
+import zlib
+
+import pytest
+import torch
+
+from conftest import tiny_params
+from vggrepro.params import parse_params
+from vggrepro.report import findings
+
+N = 2000  # images
+
+
+def grid(runs: dict, multi_crop=(), fuse=None):
+    raw = copy.deepcopy(tiny_params())
+    raw["runs"] = runs
+    raw["evaluate"]["multi_crop"] = list(multi_crop)
+    raw["fuse"] = fuse or {}
+    return parse_params(raw)
+
+
+def errs_at(rate: float, seed: int) -> torch.Tensor:
+    """N images, each wrong with probability rate, independently of other nets."""
+    return (torch.rand(N, generator=torch.Generator().manual_seed(seed)) < rate).double()
+
+
+def loader(rates: dict[tuple[str, str], float]):
+    names = [f"val/{i}.JPEG" for i in range(N)]
+    return lambda source, protocol: (errs_at(rates[(source, protocol)], zlib.crc32(f"{source}/{protocol}".encode())), names)
+
+
+RUNS = {
+    "A_256": {"config": "A", "scale": 256, "init": "kaiming"},
+    "A_LRN_256": {"config": "A-LRN", "scale": 256, "init": "kaiming"},
+    "E_256": {"config": "E", "scale": 256, "init": "A_256"},
+    "E_384": {"config": "E", "scale": 384, "init": "E_256", "lr": 0.001, "max_epochs": 3},
+    "E_jit": {"config": "E", "scale": [256, 512], "init": "E_384", "lr": 0.001, "max_epochs": 3},
+    "E_384_more": {"config": "E", "scale": 384, "init": "E_384", "lr": 0.001, "max_epochs": 3},
+}
+
+
+def test_the_grid_decides_which_comparisons_there_are():
+    params = grid(RUNS, multi_crop=["E_jit"])
+    found = {(c.claim, c.better.label, c.worse.label) for c in findings.comparisons(params)}
+    assert (1, "E_256 single-scale", "A_256 single-scale") in found
+    assert (3, "E_jit single-scale", "E_384_more single-scale") in found  # the equal-length fixed-scale control
+    assert not any(c == 3 and w == "E_384 single-scale" for c, _, w in found)  # E_384 trained other epochs
+    assert (7, "A_256 single-scale", "A_LRN_256 single-scale") in found
+    assert (5, "E_jit multi-crop & dense", "E_jit multi-crop") in found
+    assert {c for c, _, _ in found} == {1, 3, 4, 5, 7}
+    rates = {(n, p): 0.3 for n in RUNS for p in ("dense-single", "dense", "multi-crop", "multi-crop+dense")}
+    table = findings.table(params, loader(rates))
+    assert table.loc[table["claim"] == 2, "verdict"].tolist() == ["not run"]
+    assert table.loc[table["claim"] == 6, "verdict"].tolist() == ["not run"]
+
+
+@pytest.mark.parametrize(("better", "worse", "expected"), [
+    (0.20, 0.30, "holds"), (0.30, 0.20, "does not hold"), (0.25, 0.255, "inconclusive"),
+])
+def test_a_verdict_follows_the_interval(better, worse, expected):
+    params = grid({k: RUNS[k] for k in ("A_256", "E_256")})
+    rates = {("E_256", "dense-single"): better, ("A_256", "dense-single"): worse,
+             ("E_256", "dense"): 0.2, ("A_256", "dense"): 0.2}
+    row = findings.table(params, loader(rates)).query("claim == 1").iloc[0]
+    assert row["verdict"] == expected, row.to_dict()
+    diff, interval = row["difference [95% CI]"].split(" [")
+    low, high = (float(x) for x in interval.rstrip("]").split(", "))
+    assert low < float(diff) < high
+    assert high - low < 6  # 2000 independent images: about +-2 points for a difference at these rates
+
+
+def test_the_same_images_wrong_give_a_zero_width_interval_and_lrn_within_a_point_holds():
+    params = grid({k: RUNS[k] for k in ("A_256", "A_LRN_256")})
+    names = [f"val/{i}.JPEG" for i in range(N)]
+    same = errs_at(0.3, 1)
+    table = findings.table(params, lambda source, protocol: (same, names))
+    row = table.query("claim == 7").iloc[0]
+    assert row["difference [95% CI]"] == "+0.0 [+0.0, +0.0]" and row["verdict"] == "holds"
+    better_lrn = {("A_LRN_256", "dense-single"): 0.2, ("A_256", "dense-single"): 0.3,
+                  ("A_256", "dense"): 0.3, ("A_LRN_256", "dense"): 0.3}
+    assert findings.table(params, loader(better_lrn)).query("claim == 7")["verdict"].item() == "does not hold"
+
+
+def test_fusion_is_set_against_its_best_member():
+    params = grid(
+        {**RUNS, "D_jit": {"config": "D", "scale": [256, 512], "init": "A_256", "lr": 0.001, "max_epochs": 3}},
+        multi_crop=["E_jit", "D_jit"],
+        fuse={"D & E, [256;512]/{256,384,512}, dense": ["D_jit/dense", "E_jit/dense"]},
+    )
+    rates = {(n, p): 0.3 for n in [*RUNS, "D_jit"] for p in ("dense-single", "dense", "multi-crop", "multi-crop+dense")}
+    rates[("E_jit", "dense")] = 0.25
+    rates[("D & E, [256;512]/{256,384,512}, dense", "fused")] = 0.2
+    row = findings.table(params, loader(rates)).query("claim == 6").iloc[0]
+    assert row["comparison"] == "D & E, [256;512]/{256,384,512}, dense vs E_jit dense"
+    assert row["paper"] == "24.0 vs 24.8" and row["verdict"] == "holds"  # Table 6 against Table 4's E
+
+
+def test_posteriors_of_other_images_are_refused():
+    params = grid({k: RUNS[k] for k in ("A_256", "E_256")})
+    with pytest.raises(ValueError, match="scored other images"):
+        findings.table(params, lambda source, protocol: (errs_at(0.3, 0), [f"{source}/{i}" for i in range(N)]))
