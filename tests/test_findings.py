@@ -4,12 +4,13 @@ paired bootstrap interval, and verdicts that follow the interval, not the point 
 import copy
 import zlib
 
+import pandas as pd
 import pytest
 import torch
 
 from conftest import tiny_params
 from vggrepro.params import parse_params
-from vggrepro.report import findings
+from vggrepro.report import findings, tables
 
 N = 2000  # images
 
@@ -102,3 +103,14 @@ def test_posteriors_of_other_images_are_refused():
     params = grid({k: RUNS[k] for k in ("A_256", "E_256")})
     with pytest.raises(ValueError, match="scored other images"):
         findings.table(params, lambda source, protocol: (errs_at(0.3, 0), [f"{source}/{i}" for i in range(N)]))
+
+
+def test_one_errors_interval_is_about_two_standard_errors_and_sits_beside_it_in_the_tables():
+    g = torch.Generator().manual_seed(0)
+    low, high = findings.interval(errs_at(0.25, 3), g)
+    mean = 100 * errs_at(0.25, 3).mean().item()
+    se = 100 * (0.25 * 0.75 / N) ** 0.5  # about 0.97 points
+    assert low < mean < high and abs((high - low) / (2 * 1.96 * se) - 1) < 0.15
+    assert findings.interval(torch.zeros(N), g) == (0.0, 0.0)
+    df = tables.with_intervals(pd.DataFrame({"run": ["a"], "top-1 err": [25.0], "top-5 err": [5.0]}), [(23.0, 27.0)])
+    assert list(df.columns) == ["run", "top-1 err", "top-1 low", "top-1 high", "top-5 err"]

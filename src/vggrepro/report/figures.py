@@ -57,43 +57,80 @@ def training_curves(run: str, log: list[dict]) -> bytes:
         return _png(fig)
 
 
+def _errorbar(ax, x, rows: pd.DataFrame, **style) -> None:
+    """Top-1 error with its 95% interval where the frame has one."""
+    y = rows["top-1 err"].to_numpy(dtype=float)
+    if "top-1 low" in rows:
+        yerr = [y - rows["top-1 low"].to_numpy(dtype=float), rows["top-1 high"].to_numpy(dtype=float) - y]
+        ax.errorbar(x, y, yerr=yerr, capsize=3, **style)
+    else:
+        ax.plot(x, y, **style)
+
+
+def _papers_axis(ax, points: list[tuple[list[float], pd.Series, str]]):
+    """The paper's top-1 errors on a second axis (ILSVRC-2012 errors sit elsewhere than ours)."""
+    drawn = [(x, p, label) for x, p, label in points if p.notna().any()]
+    if not drawn:
+        return None
+    paper_ax = ax.twinx()
+    for x, p, label in drawn:
+        keep = p.notna().to_numpy()
+        paper_ax.plot([v for v, k in zip(x, keep) if k], p[keep], marker="x", color="grey", linestyle=":", label=label)
+    paper_ax.set_ylabel("paper's top-1 error (%), ILSVRC-2012 val", color="grey")
+    return paper_ax
+
+
+def _legend(ax, other) -> None:
+    handles = [h for a in (ax, other) if a is not None for h in a.get_legend_handles_labels()[0]]
+    if handles:
+        ax.legend(handles, [h.get_label() for h in handles], fontsize=7)
+
+
 def error_vs_depth(t3: pd.DataFrame) -> bytes:
-    """Table 3's top-1 and top-5 error of each configuration, A to E, for each training S."""
+    """Table 3's top-1 error of each configuration, A to E, for each training S, with its 95%
+    interval; the paper's top-1 on a second axis."""
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots()
         configs = [c for c in paper.facts()["table1_configs"] if c != "head"]  # A, A-LRN, B, C, D, E
         order = {c: i for i, c in enumerate(configs)}
+        theirs = []
         for s, rows in t3.groupby("train S", sort=False):
-            rows = rows.sort_values("config", key=lambda c: c.map(order))
+            rows = rows.drop_duplicates("config").sort_values("config", key=lambda c: c.map(order))
             x = [order[c] for c in rows["config"]]
-            ax.plot(x, rows["top-1 err"], marker="o", label=f"top-1, S={s}")
-            ax.plot(x, rows["top-5 err"], marker="s", linestyle="--", label=f"top-5, S={s}")
+            _errorbar(ax, x, rows, marker="o", label=f"ours, S={s}")
+            theirs.append((x, rows["paper top-1"], f"paper, S={s}"))
+        other = _papers_axis(ax, theirs)
         ax.set_xticks(range(len(configs)), configs)
         ax.set_xlabel("configuration (Table 1; deeper to the right)")
-        ax.set_ylabel("error (%), single-scale dense")
-        ax.legend(fontsize=7)
+        ax.set_ylabel("our top-1 error (%), single-scale dense")
+        _legend(ax, other)
         fig.tight_layout()
         return _png(fig)
 
 
 def error_vs_scale(t3: pd.DataFrame, t4: pd.DataFrame) -> bytes:
-    """Top-1 error of each configuration against its training scale S, single- and multi-scale test."""
+    """Top-1 error of each configuration against its training scale S, single- and multi-scale
+    test, with 95% intervals; the paper's on a second axis."""
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots()
         scales = list(dict.fromkeys(t3["train S"]))
+        theirs = []
         for config, rows in t3.groupby("config", sort=False):
-            if rows["train S"].nunique() < 2:
+            rows = rows.drop_duplicates("train S")  # one point a scale: the first run at it
+            if len(rows) < 2:
                 continue
-            ax.plot([scales.index(s) for s in rows["train S"]], rows["top-1 err"], marker="o", label=f"{config}, single-scale")
-            multi = t4[t4["config"] == config]
+            x = [scales.index(s) for s in rows["train S"]]
+            _errorbar(ax, x, rows, marker="o", label=f"{config}, single-scale")
+            theirs.append((x, rows["paper top-1"], f"paper {config}, single-scale"))
+            multi = t4[t4["config"] == config].drop_duplicates("train S")
             if len(multi):
-                ax.plot([scales.index(s) for s in multi["train S"]], multi["top-1 err"], marker="s", linestyle="--",
-                        label=f"{config}, multi-scale")
+                xm = [scales.index(s) for s in multi["train S"]]
+                _errorbar(ax, xm, multi, marker="s", linestyle="--", label=f"{config}, multi-scale")
+        other = _papers_axis(ax, theirs)
         ax.set_xticks(range(len(scales)), scales)
         ax.set_xlabel("training scale S")
-        ax.set_ylabel("top-1 error (%), dense")
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
+        ax.set_ylabel("our top-1 error (%), dense")
+        _legend(ax, other)
         fig.tight_layout()
         return _png(fig)
 

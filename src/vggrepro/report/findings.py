@@ -137,6 +137,14 @@ def _paired(wrong: Wrong, c: Comparison, generator: torch.Generator) -> tuple[fl
     return 100.0 * b.mean().item(), 100.0 * w.mean().item(), d.mean().item(), low, high
 
 
+def interval(wrong: torch.Tensor, generator: torch.Generator) -> tuple[float, float]:
+    """The 95% bootstrap interval (points) of one top-1 error, from its per-image 0/1 vector."""
+    w = wrong.double() * 100.0
+    means = w[torch.randint(len(w), (RESAMPLES, len(w)), generator=generator)].mean(dim=1)
+    low, high = torch.quantile(means, torch.tensor([0.025, 0.975], dtype=means.dtype)).tolist()
+    return low, high
+
+
 def verdict(claim: int, low: float, high: float) -> str:
     if claim == 7:  # better = A, worse = A-LRN: the difference is A - (A-LRN)
         if low > 0:

@@ -125,6 +125,15 @@ def table6(params: Params, fusion: dict[str, dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+def with_intervals(df: pd.DataFrame, intervals: list[tuple[float, float]]) -> pd.DataFrame:
+    """The frame with each row's top-1 95% interval (points) beside its top-1 error."""
+    out = df.copy()
+    at = list(out.columns).index("top-1 err") + 1
+    out.insert(at, "top-1 high", [hi for _, hi in intervals])
+    out.insert(at, "top-1 low", [lo for lo, _ in intervals])
+    return out
+
+
 def to_markdown(df: pd.DataFrame) -> str:
     def cell(v) -> str:
         if v is None or (isinstance(v, float) and pd.isna(v)):

@@ -278,12 +278,23 @@ def run(params: Params) -> dict:
     evals = {n: _read(paths.eval_metrics(n)) for n in runs}
     epochs = {n: epochs_trained(n) for n in runs}
     fusion = _read(paths.FUSION_METRICS)
+    generator = torch.Generator().manual_seed(params.raw["seed"])
+
+    def intervals(df: pd.DataFrame, protocol) -> list[tuple[float, float]]:
+        return [findings.interval(_wrong_per_image(row["run"], protocol(row))[0], generator) for _, row in df.iterrows()]
+
+    t5_protocol = {method: p for p, method in tables.TABLE5_METHODS.items()}
     frames = {
         3: tables.table3(params, evals, epochs),
         4: tables.table4(params, evals),
         5: tables.table5(params, evals),
         6: tables.table6(params, fusion),
     }
+    # Each error's 95% interval over the validation images (bootstrap): what a row can be told
+    # apart from. Table 6's ensembles are compared in the findings.
+    frames[3] = tables.with_intervals(frames[3], intervals(frames[3], lambda row: "dense-single"))
+    frames[4] = tables.with_intervals(frames[4], intervals(frames[4], lambda row: "dense"))
+    frames[5] = tables.with_intervals(frames[5], intervals(frames[5], lambda row: t5_protocol[row["method"]]))
     for number, df in frames.items():
         io.write_text(paths.table(number), tables.to_csv(df))
     frames["findings"] = findings.table(params, _wrong_per_image)
