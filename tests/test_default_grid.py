@@ -19,10 +19,11 @@ def test_default_grid_runs_end_to_end_under_snakemake(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     table3 = json.loads((project / "reports/metrics.json").read_text())["table3"]
     assert list(table3) == list(params["runs"])
-    chance_top5 = 100 * (1 - 5 / params["data"]["embedded"]["classes"])
-    # Every run learned something: better than chance on held-out images.
-    for run, m in table3.items():
-        assert m["top5_err"] < chance_top5, (run, m, chance_top5)
+    # The default is a grid a reader can learn from: at least 50 validation images a class, the
+    # best single net at or below 25% top-1 error, every run at or below 50% (chance: 98%).
+    assert params["data"]["embedded"]["val_per_class"] >= 50
+    assert min(m["top1_err"] for m in table3.values()) <= 25.0, table3
+    assert max(m["top1_err"] for m in table3.values()) <= 50.0, table3
     # The committed reports came from `dvc repro`: Snakemake gives the same bytes (same params,
     # same thread count, same machine: another CPU model's kernels may differ in the last bits,
     # as the reports committed before the house move, made elsewhere, did from this machine's).

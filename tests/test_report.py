@@ -76,7 +76,7 @@ def test_the_differences_line_lists_only_what_differs(tmp_path, monkeypatch):
     logged(74)
     paper = parse_params(with_runs(runs, model__width=1.0, model__head_width=4096, geometry__crop=224))
     line = report._short_difference(paper)
-    assert line == "the embedded generated dataset; one seed (0), no error bars", line
+    assert line == "the embedded generated dataset; one seed (0): the intervals are over images, not over training runs", line
     logged(3)
     narrow = parse_params(with_runs(runs))
     line = report._short_difference(narrow)

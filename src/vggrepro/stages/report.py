@@ -269,7 +269,7 @@ def _short_difference(params: Params) -> str:
     trained = [n for n, r in params.runs.items() if not r.imported]
     if any(epochs_trained(n) != PAPER_EPOCHS for n in trained):
         parts.append(f"the epochs in Table 3 (paper: {PAPER_EPOCHS})")
-    parts.append(f"one seed ({raw['seed']}), no error bars")
+    parts.append(f"one seed ({raw['seed']}): the intervals are over images, not over training runs")
     return "; ".join(parts)
 
 
