@@ -67,6 +67,8 @@ def test_a_verdict_follows_the_interval(better, worse, expected):
              ("E_256", "dense"): 0.2, ("A_256", "dense"): 0.2}
     row = findings.table(params, loader(rates)).query("claim == 1").iloc[0]
     assert row["verdict"] == expected, row.to_dict()
+    needs = findings.needs(findings.table(params, loader(rates)))
+    assert any(line.startswith("Claim 1 would need") for line in needs) == (expected != "holds")
     diff, interval = row["difference [95% CI]"].split(" [")
     low, high = (float(x) for x in interval.rstrip("]").split(", "))
     assert low < float(diff) < high

@@ -39,6 +39,19 @@ CLAIMS = {
     7: "LRN does not help: A-LRN no better than A (single-scale, Table 3)",
 }
 
+# What we think a claim would need where it does not hold or is inconclusive here.
+NEEDS = {
+    1: "the deeper nets trained longer: their added layers start from random weights, and the narrow nets of a CPU "
+       "grid relearn slowly",
+    2: "C and D trained longer, as for claim 1",
+    3: "longer jittered training (the paper's jittered nets trained as long as the others); at the demo geometry a "
+       "64-px crop of a 110-px image cuts the objects, so the S=384 start is weak",
+    4: "more validation images (a narrower interval)",
+    5: "more validation images (a narrower interval); our dense and multi-crop differ far more than the paper's",
+    6: "members that err on other images; more validation images",
+    7: "more validation images (a narrower interval)",
+}
+
 # (run or fuse entry, protocol): the per-image top-1 wrong (0/1 float) and the images' paths
 Wrong = Callable[[str, str], tuple[torch.Tensor, list[str]]]
 
@@ -143,6 +156,12 @@ def interval(wrong: torch.Tensor, generator: torch.Generator) -> tuple[float, fl
     means = w[torch.randint(len(w), (RESAMPLES, len(w)), generator=generator)].mean(dim=1)
     low, high = torch.quantile(means, torch.tensor([0.025, 0.975], dtype=means.dtype)).tolist()
     return low, high
+
+
+def needs(table: pd.DataFrame) -> list[str]:
+    """One line for each claim that does not hold or is inconclusive on some comparison."""
+    open_claims = table.loc[table["verdict"].isin(["does not hold", "inconclusive"]), "claim"]
+    return [f"Claim {c} would need, we think: {NEEDS[c]}." for c in dict.fromkeys(open_claims)]
 
 
 def verdict(claim: int, low: float, high: float) -> str:

@@ -240,6 +240,8 @@ def render(params: Params, frames: dict[int, pd.DataFrame]) -> str:
         "",
         tables.to_markdown(frames["findings"]),
         "",
+        *(f"- {line}" for line in findings.needs(frames["findings"])),
+        "",
     ]
     lines += ["## Figures", ""]
     captions = {
