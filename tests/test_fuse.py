@@ -138,7 +138,9 @@ def test_tables_mirror_the_papers_rows():
     part = {"members": ["D_jit/dense"], "left_out": ["E_jit/dense"], "top1_err": 1.0, "top5_err": 0.5}
     t6 = tables.table6(params, {"D & E, [256;512]/{256,384,512}, dense": part})
     assert t6[["nets", "paper top-1", "paper top-5"]].values.tolist() == [[1, None, None]]
-    raw["runs"]["E_jit"] = {"config": "E", "scale": [256, 512], "init": "A_256"}
+    raw["runs"]["E_256"] = {"config": "E", "scale": 256, "init": "A_256"}
+    raw["runs"]["E_384"] = {"config": "E", "scale": 384, "init": "E_256"}
+    raw["runs"]["E_jit"] = {"config": "E", "scale": [256, 512], "init": "E_384"}
     raw["fuse"]["D & E, [256;512]/{256,384,512}, multi-crop"] = ["D_jit/multi-crop", "E_jit/dense"]  # not the row's
     raw["evaluate"]["multi_crop"] = ["D_jit"]
     params = parse_params(raw)

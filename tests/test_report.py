@@ -32,15 +32,17 @@ def with_runs(runs: dict, **changes) -> dict:
 
 def test_an_imported_checkpoint_gets_no_paper_numbers_and_no_training_scale():
     raw = with_runs({
-        "E_jit": {"config": "E", "scale": [256, 512], "init": "A_256"},
+        "E_jit": {"config": "E", "scale": [256, 512], "init": "E_384"},
         "A_256": {"config": "A", "scale": 256, "init": "kaiming"},
+        "E_256": {"config": "E", "scale": 256, "init": "A_256"},
+        "E_384": {"config": "E", "scale": 384, "init": "E_256"},
         "tv_jit": {"config": "E", "scale": [256, 512], "init": "import", "weights": "vgg19.pt"},
     })
     raw["evaluate"]["multi_crop"] = ["E_jit", "tv_jit"]
     raw["fuse"] = {"D & E, [256;512]/{256,384,512}, dense": ["tv_jit/dense", "E_jit/dense"]}
     params = parse_params(raw)
     evals = evals_for(params)
-    for frame in (tables.table3(params, evals, {"E_jit": 1, "A_256": 1, "tv_jit": 0}), tables.table4(params, evals),
+    for frame in (tables.table3(params, evals, {"E_jit": 1, "A_256": 1, "E_256": 1, "E_384": 1, "tv_jit": 0}), tables.table4(params, evals),
                   tables.table5(params, evals)):
         ours = frame[frame["run"] == "E_jit"]
         theirs = frame[frame["run"] == "tv_jit"]
@@ -61,7 +63,8 @@ def test_the_initialisation_line_says_only_what_ran():
     default = yaml.safe_load((ROOT / "params.yaml").read_text())
     line = report._init_line(parse_params(default))
     assert "E_256 from A_256: its first four conv and three FC layers" in line
-    assert "E_384 from E_256, E_jit from E_384, E_384_more from E_384: every layer" in line
+    assert "E_384 from E_256, E_jit from E_384: every layer (Sec. 3.1)" in line
+    assert "E_384_more from E_384: every layer its configuration shares (not a chain of the paper's" in line
     assert "He et al.'s normal" in line and "Glorot" not in line and "N(0" in line.split("(paper:")[1]
 
 
@@ -89,3 +92,13 @@ def test_the_papers_7_net_ensemble_notes_its_fc_only_fine_tuned_d():
     assert "only its fully-connected layers" in " ".join(report._notes(6, pd.DataFrame([row])))
     assert report._notes(6, pd.DataFrame([{**row, "paper top-1": None}])) == []
     assert report._notes(3, pd.DataFrame([row])) == []
+
+
+def test_paper_numbers_stand_only_beside_runs_made_as_the_papers_were():
+    params = parse_params(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    made = {n: tables.papers_chain(params, n) for n in params.runs}
+    # E_384_more continues E_384 at its S: a control the paper does not have.
+    assert made == {"A_256": True, "E_256": True, "E_384": True, "E_jit": True, "E_384_more": False}
+    raw = with_runs({"A_256": {"config": "A", "scale": 256, "init": "kaiming"},
+                     "E_jit": {"config": "E", "scale": [256, 512], "init": "A_256"}})  # jittered straight from A
+    assert not tables.papers_chain(parse_params(raw), "E_jit")

@@ -147,7 +147,7 @@ def build(params: Params) -> list[Stage]:
             [*(p for n in runs for p in (paths.eval_metrics(n), paths.train_log(n))), paths.FUSION_METRICS,
              *(paths.protocol_posteriors(n, p) for n in runs for p in _protocols(n, multi_crop)),
              *(paths.fused(f) for f, members in fusions.items() if members)],
-            [*data_keys, "model", "geometry", *train_keys, "augment", "evaluate", "fuse", "runs"],
+            ["seed", *data_keys, "model", "geometry", *train_keys, "augment", "evaluate", "fuse", "runs"],  # seed: the bootstrap
             [Out(paths.RESULTS_MD, cache=False), Out(paths.METRICS_JSON, cache=False, metric=True),
              *(Out(paths.table(t), cache=False, report=("Tables", f"table{t}.rst")) for t in TABLES),
              Out(paths.FINDINGS_TABLE, cache=False),

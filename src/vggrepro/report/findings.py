@@ -15,6 +15,7 @@ interval lies within +-EQUIVALENT points; it does not hold when A-LRN is better.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,9 +23,10 @@ import pandas as pd
 import torch
 
 from vggrepro.params import Params
-from vggrepro.report import paper
+from vggrepro.report import paper, tables
 
 RESAMPLES = 2000
+CHUNK = 100  # resamples drawn at once
 EQUIVALENT = 1.0  # points of top-1 error within which claim 7 calls two nets alike
 DEEP, SHALLOW = ("D", "E"), ("A", "B")
 
@@ -71,34 +73,36 @@ class Comparison:
     worse: Side
 
 
-def _t3(run) -> float | None:
-    row = None if run.imported else paper.table3_row(run.config, run.scale_label)
+def _t3(params: Params, name: str) -> float | None:
+    row = tables.papers(params, name, paper.table3_row)
     return row[1] if row else None
 
 
-def _t4(run) -> float | None:
-    row = None if run.imported else paper.table4_row(run.config, run.scale_label)
+def _t4(params: Params, name: str) -> float | None:
+    row = tables.papers(params, name, paper.table4_row)
     return row[1] if row else None
 
 
-def _t5(run, method: str) -> float | None:
-    row = None if run.imported else paper.table5_row(run.config, run.scale_label, method)
+def _t5(params: Params, name: str, method: str) -> float | None:
+    run = params.runs[name]
+    row = paper.table5_row(run.config, run.scale_label, method) if tables.papers_chain(params, name) else None
     return row[0] if row else None
 
 
-def _member_paper(run, protocol: str) -> float | None:
+def _member_paper(params: Params, name: str, protocol: str) -> float | None:
     """The paper's top-1 error of one fused member by its protocol (Tables 3 to 5)."""
     if protocol == "dense-single":
-        return _t3(run)
+        return _t3(params, name)
     if protocol == "dense":
-        return _t4(run)
-    return _t5(run, {"multi-crop": "multi-crop", "multi-crop+dense": "multi-crop & dense"}[protocol])
+        return _t4(params, name)
+    return _t5(params, name, {"multi-crop": "multi-crop", "multi-crop+dense": "multi-crop & dense"}[protocol])
 
 
-def comparisons(params: Params) -> list[Comparison]:
-    """Every comparison the grid's runs and fuse entries allow, claim by claim."""
+def comparisons(params: Params, epochs: dict[str, int] | None = None) -> list[Comparison]:
+    """Every comparison the grid's runs and fuse entries allow, claim by claim. epochs: those
+    each run trained (the schedule may stop one early); claim 3's control must match them."""
     runs = {n: r for n, r in params.runs.items() if not r.imported}
-    single = {n: Side(f"{n} single-scale", n, "dense-single", _t3(r)) for n, r in runs.items()}
+    single = {n: Side(f"{n} single-scale", n, "dense-single", _t3(params, n)) for n in runs}
     out: list[Comparison] = []
 
     def pairs(better_configs, worse_configs, claim):
@@ -114,48 +118,58 @@ def comparisons(params: Params) -> list[Comparison]:
             continue
         for f, rf in runs.items():
             if (not rf.jittered and rf.config == rj.config and rf.init == rj.init and rf.max_epochs == rj.max_epochs
-                    and rf.lr == rj.lr and rf.single_scale_q == rj.single_scale_q):
+                    and rf.lr == rj.lr and rf.single_scale_q == rj.single_scale_q
+                    and (epochs is None or epochs.get(f) == epochs.get(j))):
                 out.append(Comparison(3, single[j], single[f]))
     for n, r in runs.items():
-        out.append(Comparison(4, Side(f"{n} multi-scale", n, "dense", _t4(r)), single[n]))
+        out.append(Comparison(4, Side(f"{n} multi-scale", n, "dense", _t4(params, n)), single[n]))
     for n in params.multi_crop_runs:
         if n not in runs:
             continue
-        r = runs[n]
-        both = Side(f"{n} multi-crop & dense", n, "multi-crop+dense", _t5(r, "multi-crop & dense"))
-        out.append(Comparison(5, both, Side(f"{n} dense", n, "dense", _t5(r, "dense"))))
-        out.append(Comparison(5, both, Side(f"{n} multi-crop", n, "multi-crop", _t5(r, "multi-crop"))))
+        both = Side(f"{n} multi-crop & dense", n, "multi-crop+dense", _t5(params, n, "multi-crop & dense"))
+        out.append(Comparison(5, both, Side(f"{n} dense", n, "dense", _t5(params, n, "dense"))))
+        out.append(Comparison(5, both, Side(f"{n} multi-crop", n, "multi-crop", _t5(params, n, "multi-crop"))))
     for name in params.raw["fuse"]:
         members = [m.split("/", 1) for m in params.raw["fuse"][name] if m.split("/", 1)[0] in runs]
         configs = {runs[r].config for r, _ in members}
         if not ({"D", "E"} <= configs and len(members) == len(params.raw["fuse"][name])):
             continue
-        theirs = paper.table6_row(name)
+        theirs = paper.table6_row(name) if tables.papers_ensemble(params, name, params.raw["fuse"][name], []) else None
         fused = Side(name, name, "fused", theirs[0] if theirs else None)
-        out += [Comparison(6, fused, Side(f"{r} {p}", r, p, _member_paper(runs[r], p))) for r, p in members]
+        out += [Comparison(6, fused, Side(f"{r} {p}", r, p, _member_paper(params, r, p))) for r, p in members]
     pairs(("A",), ("A-LRN",), 7)
     return out
 
 
-def _paired(wrong: Wrong, c: Comparison, generator: torch.Generator) -> tuple[float, float, float, float, float]:
+def _bootstrap(values: torch.Tensor, seed: int, label: str) -> tuple[float, float]:
+    """The 95% percentile interval of the mean of values (one per image) over RESAMPLES draws
+    of the images with replacement. The draws come from a generator of (seed, label) alone, so a
+    row's interval does not depend on which other rows the grid holds; drawn in chunks, so
+    50,000 ILSVRC images stay in memory."""
+    generator = torch.Generator().manual_seed((seed % 2**32) * 2**32 + zlib.crc32(label.encode()))
+    v = values.double()
+    means = torch.cat([
+        v[torch.randint(len(v), (n, len(v)), generator=generator)].mean(dim=1)
+        for n in [CHUNK] * (RESAMPLES // CHUNK) + [RESAMPLES % CHUNK] if n
+    ])
+    low, high = torch.quantile(means, torch.tensor([0.025, 0.975], dtype=means.dtype)).tolist()
+    return low, high
+
+
+def _paired(wrong: Wrong, c: Comparison, seed: int) -> tuple[float, float, float, float, float]:
     """(better's error, worse's, difference better - worse, interval low, high) in points."""
     b, b_paths = wrong(c.better.source, c.better.protocol)
     w, w_paths = wrong(c.worse.source, c.worse.protocol)
     if b_paths != w_paths:
         raise ValueError(f"{c.better.label} and {c.worse.label} scored other images; rerun their evaluate stages")
     d = (b.double() - w.double()) * 100.0
-    index = torch.randint(len(d), (RESAMPLES, len(d)), generator=generator)
-    means = d[index].mean(dim=1)
-    low, high = torch.quantile(means, torch.tensor([0.025, 0.975], dtype=means.dtype)).tolist()
+    low, high = _bootstrap(d, seed, f"{c.better.label} vs {c.worse.label}")
     return 100.0 * b.mean().item(), 100.0 * w.mean().item(), d.mean().item(), low, high
 
 
-def interval(wrong: torch.Tensor, generator: torch.Generator) -> tuple[float, float]:
+def interval(wrong: torch.Tensor, seed: int, label: str) -> tuple[float, float]:
     """The 95% bootstrap interval (points) of one top-1 error, from its per-image 0/1 vector."""
-    w = wrong.double() * 100.0
-    means = w[torch.randint(len(w), (RESAMPLES, len(w)), generator=generator)].mean(dim=1)
-    low, high = torch.quantile(means, torch.tensor([0.025, 0.975], dtype=means.dtype)).tolist()
-    return low, high
+    return _bootstrap(wrong.double() * 100.0, seed, label)
 
 
 def needs(table: pd.DataFrame) -> list[str]:
@@ -178,11 +192,11 @@ def verdict(claim: int, low: float, high: float) -> str:
     return "inconclusive"
 
 
-def table(params: Params, wrong: Wrong) -> pd.DataFrame:
+def table(params: Params, wrong: Wrong, epochs: dict[str, int] | None = None) -> pd.DataFrame:
     """One row a comparison (claim 6: the ensemble against its best member), and one "not run"
     row for each claim the grid holds no comparison for."""
-    generator = torch.Generator().manual_seed(params.raw["seed"])
-    found = comparisons(params)
+    seed = params.raw["seed"]
+    found = comparisons(params, epochs)
     rows = []
     for claim, text in CLAIMS.items():
         mine = [c for c in found if c.claim == claim]
@@ -192,7 +206,7 @@ def table(params: Params, wrong: Wrong) -> pd.DataFrame:
             rows.append({"claim": claim, "finding": text, "comparison": "-", "ours": "-", "difference [95% CI]": "-",
                          "paper": "-", "verdict": "not run"})
         for c in mine:
-            ours_b, ours_w, diff, low, high = _paired(wrong, c, generator)
+            ours_b, ours_w, diff, low, high = _paired(wrong, c, seed)
             theirs = (f"{c.better.paper:.1f} vs {c.worse.paper:.1f}" if c.better.paper is not None and c.worse.paper is not None
                       else "-")
             rows.append({

@@ -30,10 +30,33 @@ def _train_s(run) -> str:
     return IMPORTED_S if run.imported else run.scale_label
 
 
-def _papers(run, row):
-    """The paper's numbers for a row, or None beside an imported run: the paper trained its
-    nets at the S the row names; an imported checkpoint was trained by someone else."""
-    return None if run.imported else row(run.config, run.scale_label)
+def papers_chain(params: Params, name: str) -> bool:
+    """Whether the run was made as the paper made the row of its config and S (Sec. 3.1):
+    trained here (not imported); a fixed S of 256 from random weights or from A at S=256; a
+    fixed S of 384 from the same config at S=256; a jittered S from the same config at S=384.
+    Another run (a continuation at the same S, a control) has no paper row beside it."""
+    run = params.runs[name]
+    if run.imported:
+        return False
+    if run.init_run is None:
+        return not run.jittered and run.scale[0] == 256
+    source = params.runs[run.init_run]
+    if run.jittered:
+        wanted = (run.config, (384, 384))
+    elif run.scale[0] == 384:
+        wanted = (run.config, (256, 256))
+    elif run.scale[0] == 256:
+        wanted = ("A", (256, 256))
+    else:
+        return False
+    return (source.config, tuple(source.scale)) == wanted and not source.imported
+
+
+def papers(params: Params, name: str, row):
+    """The paper's row for a run of the grid (row(config, S label)), or None where the run was
+    not made as the paper's was (papers_chain)."""
+    run = params.runs[name]
+    return row(run.config, run.scale_label) if papers_chain(params, name) else None
 
 
 def _ours(metrics: dict, protocol: str) -> tuple[float, float]:
@@ -46,7 +69,7 @@ def table3(params: Params, evals: dict[str, dict], epochs: dict[str, int]) -> pd
     rows = []
     for name, run in params.runs.items():
         top1, top5 = _ours(evals[name], "dense-single")
-        theirs = _papers(run, paper.table3_row)
+        theirs = papers(params, name, paper.table3_row)
         rows.append({
             "run": name, "config": run.config, "train S": _train_s(run), "test Q": _q(run.single_scale_q),
             "top-1 err": top1, "top-5 err": top5,
@@ -64,7 +87,7 @@ def table4(params: Params, evals: dict[str, dict]) -> pd.DataFrame:
         if run.config not in TABLE4_CONFIGS:
             continue
         top1, top5 = _ours(evals[name], "dense")
-        theirs = _papers(run, paper.table4_row)
+        theirs = papers(params, name, paper.table4_row)
         rows.append({
             "run": name, "config": run.config, "train S": _train_s(run),
             "test Q": ",".join(_q(q) for q in run.multi_scale_q),
@@ -82,7 +105,7 @@ def table5(params: Params, evals: dict[str, dict]) -> pd.DataFrame:
         run = params.runs[name]
         for protocol, method in TABLE5_METHODS.items():
             top1, top5 = _ours(evals[name], protocol)
-            theirs = None if run.imported else paper.table5_row(run.config, run.scale_label, method)
+            theirs = paper.table5_row(run.config, run.scale_label, method) if papers_chain(params, name) else None
             rows.append({
                 "run": name, "config": run.config, "train S": _train_s(run),
                 "test Q": ",".join(_q(q) for q in run.multi_scale_q), "method": method,
@@ -94,14 +117,14 @@ def table5(params: Params, evals: dict[str, dict]) -> pd.DataFrame:
     )
 
 
-def _papers_ensemble(params: Params, name: str, members: list[str], left_out: list[str]) -> bool:
+def papers_ensemble(params: Params, name: str, members: list[str], left_out: list[str]) -> bool:
     """Whether the entry fuses the nets of the paper's row of that name: all of them (none left
     out), of the configurations, training scales and protocol the paper's row names."""
     expected = paper.table6_members(name)
     if expected is None or left_out:
         return False
     runs = params.runs
-    if any(runs[m.split("/", 1)[0]].imported for m in members):
+    if not all(papers_chain(params, m.split("/", 1)[0]) for m in members):
         return False
     ours = sorted((runs[r].config, runs[r].scale_label, p) for r, p in (m.split("/", 1) for m in members))
     return ours == expected
@@ -114,7 +137,7 @@ def table6(params: Params, fusion: dict[str, dict]) -> pd.DataFrame:
     for name in params.raw["fuse"]:
         entry = fusion[name]
         left_out = entry.get("left_out", [])
-        theirs = paper.table6_row(name) if _papers_ensemble(params, name, entry["members"], left_out) else None
+        theirs = paper.table6_row(name) if papers_ensemble(params, name, entry["members"], left_out) else None
         rows.append({
             "ensemble": name, "members": " + ".join(entry["members"]) or "none in this grid",
             "nets": len(entry["members"]), "left out (not in the grid)": ", ".join(left_out) or "-",

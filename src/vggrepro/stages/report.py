@@ -108,7 +108,7 @@ def _settings(params: Params) -> list[str]:
         "- Augmentation: " + ", ".join(transforms)
         + (f"; no {' or '.join(missing)} (paper: crop, flip and colour shift)." if missing else " (as the paper)."),
         f"- Initialisation: {_init_line(params)}",
-        f"- Test: {_test_line(raw['evaluate'])}",
+        f"- Test: {_test_line(raw['evaluate'], sorted({params.pixels(q) for r in runs.values() for q in (r.single_scale_q, *r.multi_scale_q)}))}",
     ]
     imported = [n for n, r in runs.items() if r.imported]
     if imported:
@@ -138,34 +138,44 @@ def _init_line(params: Params) -> str:
         named = [n for n, r in runs.items() if r.init == scheme]
         if named:
             parts.append(f"{', '.join(named)} from random weights, {text.format(std=std)}")
+    others = []
     for n, r in runs.items():
         if r.init_run is not None:
             source = runs[r.init_run]
-            (whole if source.config == r.config else from_a).append(f"{n} from {r.init_run}")
+            if not tables.papers_chain(params, n):
+                others.append(f"{n} from {r.init_run}")
+            else:
+                (whole if source.config == r.config else from_a).append(f"{n} from {r.init_run}")
     if not parts:
         return "no run trained here."
     if from_a:
         parts.append(f"{', '.join(from_a)}: its first four conv and three FC layers, the rest random (Sec. 3.1)")
     if whole:
         parts.append(f"{', '.join(whole)}: every layer (Sec. 3.1)")
+    if others:
+        parts.append(f"{', '.join(others)}: every layer its configuration shares (not a chain of the paper's; no "
+                     "paper numbers beside it)")
     return "; ".join(parts) + " (paper: A from N(0, 1e-2 variance), the others as Sec. 3.1 chains them)."
 
 
-def _test_line(settings: dict) -> str:
+def _test_line(settings: dict, qs_px: list[int]) -> str:
     flip = "averaged with the flipped image's" if settings["flip"] else "without the flipped image (paper: with it)"
     pool = (
         "the class score map averaged before the soft-max (the paper's sum-pooled score map)"
         if settings["pool"] == "scores"
         else "the soft-max taken at every position of the score map and the posteriors averaged (paper: scores averaged first)"
     )
+    odd = [q for q in qs_px if q % 32]
+    padded = (f"at this geometry every image, its Q of {', '.join(map(str, odd))} px being no multiple"
+              if odd else "at the paper's Q, multiples of 32, only the longer side")
     crops = (
         "a 5 x 5 grid of crops and their flips at each of three Q, 150 crops (as the paper)"
         if settings["flip"] else "a 5 x 5 grid of crops at each of three Q, 75 crops without flips (paper: 150 with flips)"
     )
     return (
         f"dense evaluation of the whole image at Q, {pool}, posteriors {flip}; the pooling grid centred on the "
-        "image, padded by repeating its edge pixels to a multiple of 32 px where a side is not one (the paper's Q are; it does "
-        f"not say how it treats the longer side); multi-crop: {crops}."
+        "image: a side that is not a multiple of 32 px padded to one by repeating its edge pixels, split evenly "
+        f"({padded}; the paper does not say how it treats a longer side that is not a multiple); multi-crop: {crops}."
     )
 
 
@@ -245,8 +255,10 @@ def render(params: Params, frames: dict[int, pd.DataFrame]) -> str:
     ]
     lines += ["## Figures", ""]
     captions = {
-        "error-vs-depth": "Single-scale top-1 and top-5 error against depth, A to E (Table 3).",
-        "error-vs-scale": "Top-1 error against the training scale S, single-scale (Table 3) and multi-scale (Table 4) test.",
+        "error-vs-depth": "Single-scale top-1 error against depth, A to E (Table 3), with 95% intervals over the images; "
+                          "the paper's on a second axis.",
+        "error-vs-scale": "Top-1 error against the training scale S, single-scale (Table 3) and multi-scale (Table 4) "
+                          "test, with 95% intervals; the paper's single-scale on a second axis.",
         "protocols": "Dense, multi-crop and both, at three test scales (Table 5).",
     }
     for name in ("error-vs-depth", "error-vs-scale", "protocols"):
@@ -280,10 +292,11 @@ def run(params: Params) -> dict:
     evals = {n: _read(paths.eval_metrics(n)) for n in runs}
     epochs = {n: epochs_trained(n) for n in runs}
     fusion = _read(paths.FUSION_METRICS)
-    generator = torch.Generator().manual_seed(params.raw["seed"])
-
     def intervals(df: pd.DataFrame, protocol) -> list[tuple[float, float]]:
-        return [findings.interval(_wrong_per_image(row["run"], protocol(row))[0], generator) for _, row in df.iterrows()]
+        return [
+            findings.interval(_wrong_per_image(row["run"], protocol(row))[0], params.raw["seed"], f"{row['run']} {protocol(row)}")
+            for _, row in df.iterrows()
+        ]
 
     t5_protocol = {method: p for p, method in tables.TABLE5_METHODS.items()}
     frames = {
@@ -299,7 +312,7 @@ def run(params: Params) -> dict:
     frames[5] = tables.with_intervals(frames[5], intervals(frames[5], lambda row: t5_protocol[row["method"]]))
     for number, df in frames.items():
         io.write_text(paths.table(number), tables.to_csv(df))
-    frames["findings"] = findings.table(params, _wrong_per_image)
+    frames["findings"] = findings.table(params, _wrong_per_image, epochs)
     io.write_text(paths.FINDINGS_TABLE, tables.to_csv(frames["findings"]))
     drawn = {f"training-{n}": figures.training_curves(n, _read(paths.train_log(n))) for n in runs}
     drawn["error-vs-depth"] = figures.error_vs_depth(frames[3])
