@@ -1,4 +1,4 @@
-"""The default params end to end (about 15 minutes on 2 cores): `pytest -m slow`."""
+"""The default params end to end (18 to 24 minutes on 2 cores): `pytest -m slow`."""
 
 import json
 import subprocess
