@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache, cached_property
 from importlib.resources import files
 from pathlib import Path
@@ -98,6 +98,12 @@ class Run:
     lr: float
     max_epochs: int
     weights: str | None = None  # init "import": the checkpoint (e.g. from `vggrepro import-weights`)
+    seed: int | None = None  # its training seed in a sweep over `seeds`; None: params.yaml's seed
+
+    @property
+    def base(self) -> str:
+        """The run's name as params.yaml writes it (a sweep's `E_jit_seed1` is `E_jit`)."""
+        return self.name if self.seed is None else self.name.removesuffix(seed_suffix(self.seed))
 
     @property
     def jittered(self) -> bool:
@@ -135,6 +141,18 @@ class Params:
     raw: dict[str, Any]  # every key, the schema's defaults filled in where the file leaves one out
     path: str
     given: dict[str, Any] | None = None  # the file as written (DVC's view); raw when None
+    # A sweep over `seeds`: raw holds every run and fuse entry once per seed (expand_seeds);
+    # each such name -> its name as written
+    bases: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def seeds(self) -> list[int] | None:
+        """The training seeds of a sweep, or None: one training seed, `seed`."""
+        return self.raw.get("seeds")
+
+    def base(self, name: str) -> str:
+        """A run's or fuse entry's name as params.yaml writes it."""
+        return self.bases.get(name, name)
 
     @property
     def data_root(self) -> Path:
@@ -161,6 +179,7 @@ class Params:
                 lr=float(r.get("lr", train["lr"])),
                 max_epochs=int(r.get("max_epochs", train["max_epochs"])),
                 weights=r.get("weights"),
+                seed=r.get("seed"),
             )
             for name, r in self.raw["runs"].items()
         }
@@ -186,6 +205,42 @@ class Params:
             chain.append(parent)
             run = parent
         return chain
+
+
+def seed_suffix(seed: int) -> str:
+    return f"_seed{seed}"
+
+
+def fusion_for_seed(name: str, seed: int) -> str:
+    return f"{name} (seed {seed})"
+
+
+def expand_seeds(raw: dict) -> tuple[dict, dict[str, str]]:
+    """A sweep over `seeds` as a grid of its own: each run once per seed, named
+    `<run>_seed<k>`, carrying its seed and starting from the same seed's run; evaluate.multi_crop
+    and each fuse entry likewise (`<entry> (seed <k>)`, its members of the same seed). So every
+    stage, output path and knob file holds the seed, and both engines see plain runs. Returns
+    (the expanded raw, each new name -> its name as written)."""
+    seeds, runs = raw["seeds"], raw["runs"]
+    out, bases = copy.deepcopy(raw), {}
+
+    def of(name: str, seed: int) -> str:
+        return name + seed_suffix(seed) if name in runs else name  # a member the grid lacks stays as written
+
+    out["runs"] = {}
+    for name, run in runs.items():  # a run's seeds side by side: the tables read them together
+        for seed in seeds:
+            out["runs"][of(name, seed)] = {**run, "init": of(run["init"], seed), "seed": seed}
+            bases[of(name, seed)] = name
+    out["evaluate"]["multi_crop"] = list(dict.fromkeys(of(r, k) for r in raw["evaluate"]["multi_crop"] for k in seeds))
+    out["fuse"] = {}
+    for name, members in raw["fuse"].items():
+        for seed in seeds:
+            out["fuse"][fusion_for_seed(name, seed)] = [
+                f"{of(run, seed)}/{protocol}" for run, protocol in (m.split("/", 1) for m in members)
+            ]
+            bases[fusion_for_seed(name, seed)] = name
+    return out, bases
 
 
 def _scale_pair(scale: int | list[int]) -> tuple[int, int]:
@@ -377,10 +432,13 @@ def parse_params(raw: Any, path: str = "params.yaml") -> Params:
         raise ParamsError(f"{path}: {_schema_message(best)}")
     params = Params(raw=with_defaults(raw), path=path, given=raw)
     try:
-        _check_semantics(params)
+        _check_semantics(params)  # on the runs as written, so a message names them so
     except ParamsError as err:
         raise ParamsError(f"{path}: {err}") from None
-    return params
+    if params.seeds is None:
+        return params
+    expanded, bases = expand_seeds(params.raw)
+    return Params(raw=expanded, path=path, given=raw, bases=bases)
 
 
 def with_defaults(raw: dict, schema_node: dict | None = None) -> dict:

@@ -3,6 +3,8 @@ engines, the stages and the tests. Stage names are made here too (`stage_name`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 # --- Stage names: `<kind>_<run>` for the per-run stages, the kind alone for the others --------
 PER_RUN_STAGES = ("train", "evaluate")
 
@@ -26,28 +28,46 @@ MEAN_RGB = "data/mean_rgb.json"
 RUNS_DIR = "runs"
 FUSION_DIR = "fusion"
 REPORTS_DIR = "reports"
-RESULTS_MD = f"{REPORTS_DIR}/results.md"
-METRICS_JSON = f"{REPORTS_DIR}/metrics.json"
-FIGURES_DIR = f"{REPORTS_DIR}/figures"
 SUMMARY_FIGURES = ("error-vs-depth", "error-vs-scale", "protocols")
 
 
-def figure(name: str) -> str:
-    return f"{FIGURES_DIR}/{name}.png"
+@dataclass(frozen=True)
+class ReportFiles:
+    """What the report stage writes: the markdown, and beside it in `folder` the tables (the
+    paper's Tables 3 to 6 and the findings, our numbers beside its numbers, as CSV), the figures
+    and the metrics for `dvc metrics show`."""
+
+    markdown: str
+    folder: str
+
+    @property
+    def metrics(self) -> str:
+        return f"{self.folder}/metrics.json"
+
+    def table(self, number: int) -> str:
+        return f"{self.folder}/tables/table{number}.csv"
+
+    @property
+    def findings_table(self) -> str:
+        """The paper's claims, each comparison with its interval and verdict (vggrepro.report.findings)."""
+        return f"{self.folder}/tables/findings.csv"
+
+    def figure(self, name: str) -> str:
+        return f"{self.folder}/figures/{name}.png"
+
+    def figures(self, runs) -> list[str]:
+        """Every figure of the report: training curves per run, then the summary figures."""
+        return [self.figure(f"training-{run}") for run in runs] + [self.figure(name) for name in SUMMARY_FIGURES]
 
 
-def figures(runs) -> list[str]:
-    """Every figure of the report: training curves per run, then the summary figures."""
-    return [figure(f"training-{run}") for run in runs] + [figure(name) for name in SUMMARY_FIGURES]
+# A grid with one training seed reports in reports/results.md; a sweep over seeds (params.yaml's
+# `seeds`, params/findings.yaml) in reports/findings.md, so both can be kept side by side.
+RESULTS = ReportFiles(f"{REPORTS_DIR}/results.md", REPORTS_DIR)
+FINDINGS = ReportFiles(f"{REPORTS_DIR}/findings.md", f"{REPORTS_DIR}/findings")
 
 
-# The paper's claims, each comparison with its interval and verdict (vggrepro.report.findings).
-FINDINGS_TABLE = f"{REPORTS_DIR}/tables/findings.csv"
-
-
-def table(number: int) -> str:
-    """One of the paper's tables, our numbers beside its numbers, as CSV."""
-    return f"{REPORTS_DIR}/tables/table{number}.csv"
+def report_files(sweep: bool) -> ReportFiles:
+    return FINDINGS if sweep else RESULTS
 
 
 def model(run: str) -> str:

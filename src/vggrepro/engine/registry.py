@@ -139,6 +139,7 @@ def build(params: Params) -> list[Stage]:
             [*(Out(paths.fused(f)) for f, members in fusions.items() if members), Out(paths.FUSION_METRICS)],
         )
     )
+    report = paths.report_files(params.seeds is not None)
     stages.append(
         _stage(
             "report",
@@ -147,11 +148,12 @@ def build(params: Params) -> list[Stage]:
             [*(p for n in runs for p in (paths.eval_metrics(n), paths.train_log(n))), paths.FUSION_METRICS,
              *(paths.protocol_posteriors(n, p) for n in runs for p in _protocols(n, multi_crop)),
              *(paths.fused(f) for f, members in fusions.items() if members)],
-            ["seed", *data_keys, "model", "geometry", *train_keys, "augment", "evaluate", "fuse", "runs"],  # seed: the bootstrap
-            [Out(paths.RESULTS_MD, cache=False), Out(paths.METRICS_JSON, cache=False, metric=True),
-             *(Out(paths.table(t), cache=False, report=("Tables", f"table{t}.rst")) for t in TABLES),
-             Out(paths.FINDINGS_TABLE, cache=False),
-             *(Out(f, cache=False, report=_figure_report(f)) for f in paths.figures(runs))],
+            ["seed", *(["seeds"] if params.seeds else []), *data_keys, "model", "geometry", *train_keys, "augment",
+             "evaluate", "fuse", "runs"],  # seed: the bootstrap
+            [Out(report.markdown, cache=False), Out(report.metrics, cache=False, metric=True),
+             *(Out(report.table(t), cache=False, report=("Tables", f"table{t}.rst")) for t in TABLES),
+             Out(report.findings_table, cache=False),
+             *(Out(f, cache=False, report=_figure_report(f)) for f in report.figures(runs))],
         )
     )
     validate = Stage(

@@ -5,7 +5,10 @@ the paper's numbers for the same comparison, and a verdict.
 A comparison is paired: both sides scored the same images, so the interval is that of the
 difference, not of each error (much narrower when the two nets err on the same images). The
 bootstrap draws images with replacement from a generator seeded by params.yaml's seed, so the
-same posteriors give the same interval from either engine and from a rerun.
+same posteriors give the same interval from either engine and from a rerun. In a sweep over
+training seeds a comparison is made once per seed, between that seed's runs; the row gives the
+means over seeds, the spread (sd) of the seeds' differences, and an interval from a two-level
+bootstrap (seeds, then the images of each), so training noise counts as well as image noise.
 
 Verdicts, for a claim "X errs less than Y" (difference X - Y): holds when the whole interval is
 below 0, does not hold when it is above 0, inconclusive otherwise. Claim 7 says the opposite
@@ -71,6 +74,11 @@ class Comparison:
     claim: int
     better: Side  # the side the claim says errs less (claim 7: A, against A-LRN)
     worse: Side
+    seed: int | None = None  # the training seed both sides share in a sweep over seeds
+
+    @property
+    def label(self) -> str:
+        return f"{self.better.label} vs {self.worse.label}"
 
 
 def _t3(params: Params, name: str) -> float | None:
@@ -99,17 +107,29 @@ def _member_paper(params: Params, name: str, protocol: str) -> float | None:
 
 
 def comparisons(params: Params, epochs: dict[str, int] | None = None) -> list[Comparison]:
-    """Every comparison the grid's runs and fuse entries allow, claim by claim. epochs: those
-    each run trained (the schedule may stop one early); claim 3's control must match them."""
-    runs = {n: r for n, r in params.runs.items() if not r.imported}
-    single = {n: Side(f"{n} single-scale", n, "dense-single", _t3(params, n)) for n in runs}
+    """Every comparison the grid's runs and fuse entries allow, claim by claim; in a sweep over
+    seeds, once per seed, between runs of that seed, each side labelled by its run's name as
+    written. epochs: those each run trained (the schedule may stop one early); claim 3's
+    control must match them."""
+    trained = {n: r for n, r in params.runs.items() if not r.imported}
+    out: list[Comparison] = []
+    for seed in dict.fromkeys(r.seed for r in trained.values()):
+        out += _of_one_seed(params, {n: r for n, r in trained.items() if r.seed == seed}, seed, epochs)
+    return out
+
+
+def _of_one_seed(params: Params, runs: dict, seed: int | None, epochs: dict[str, int] | None) -> list[Comparison]:
+    def side(name: str, what: str, protocol: str, paper_err: float | None) -> Side:
+        return Side(f"{runs[name].base} {what}", name, protocol, paper_err)
+
+    single = {n: side(n, "single-scale", "dense-single", _t3(params, n)) for n in runs}
     out: list[Comparison] = []
 
     def pairs(better_configs, worse_configs, claim):
         for b, rb in runs.items():
             for w, rw in runs.items():
                 if rb.config in better_configs and rw.config in worse_configs and rb.scale == rw.scale:
-                    out.append(Comparison(claim, single[b], single[w]))
+                    out.append(Comparison(claim, single[b], single[w], seed))
 
     pairs(DEEP, SHALLOW, 1)
     pairs(("D",), ("C",), 2)
@@ -120,25 +140,35 @@ def comparisons(params: Params, epochs: dict[str, int] | None = None) -> list[Co
             if (not rf.jittered and rf.config == rj.config and rf.init == rj.init and rf.max_epochs == rj.max_epochs
                     and rf.lr == rj.lr and rf.single_scale_q == rj.single_scale_q
                     and (epochs is None or epochs.get(f) == epochs.get(j))):
-                out.append(Comparison(3, single[j], single[f]))
+                out.append(Comparison(3, single[j], single[f], seed))
     for n, r in runs.items():
-        out.append(Comparison(4, Side(f"{n} multi-scale", n, "dense", _t4(params, n)), single[n]))
+        out.append(Comparison(4, side(n, "multi-scale", "dense", _t4(params, n)), single[n], seed))
     for n in params.multi_crop_runs:
         if n not in runs:
             continue
-        both = Side(f"{n} multi-crop & dense", n, "multi-crop+dense", _t5(params, n, "multi-crop & dense"))
-        out.append(Comparison(5, both, Side(f"{n} dense", n, "dense", _t5(params, n, "dense"))))
-        out.append(Comparison(5, both, Side(f"{n} multi-crop", n, "multi-crop", _t5(params, n, "multi-crop"))))
+        both = side(n, "multi-crop & dense", "multi-crop+dense", _t5(params, n, "multi-crop & dense"))
+        out.append(Comparison(5, both, side(n, "dense", "dense", _t5(params, n, "dense")), seed))
+        out.append(Comparison(5, both, side(n, "multi-crop", "multi-crop", _t5(params, n, "multi-crop")), seed))
     for name in params.raw["fuse"]:
         members = [m.split("/", 1) for m in params.raw["fuse"][name] if m.split("/", 1)[0] in runs]
         configs = {runs[r].config for r, _ in members}
         if not ({"D", "E"} <= configs and len(members) == len(params.raw["fuse"][name])):
             continue
-        theirs = paper.table6_row(name) if tables.papers_ensemble(params, name, params.raw["fuse"][name], []) else None
-        fused = Side(name, name, "fused", theirs[0] if theirs else None)
-        out += [Comparison(6, fused, Side(f"{r} {p}", r, p, _member_paper(params, r, p))) for r, p in members]
+        base = params.base(name)
+        theirs = paper.table6_row(base) if tables.papers_ensemble(params, name, params.raw["fuse"][name], []) else None
+        fused = Side(base, name, "fused", theirs[0] if theirs else None)
+        out += [Comparison(6, fused, side(r, p, p, _member_paper(params, r, p)), seed) for r, p in members]
     pairs(("A",), ("A-LRN",), 7)
     return out
+
+
+def _generator(seed: int, label: str) -> torch.Generator:
+    return torch.Generator().manual_seed((seed % 2**32) * 2**32 + zlib.crc32(label.encode()))
+
+
+def _percentiles(means: torch.Tensor) -> tuple[float, float]:
+    low, high = torch.quantile(means, torch.tensor([0.025, 0.975], dtype=means.dtype)).tolist()
+    return low, high
 
 
 def _bootstrap(values: torch.Tensor, seed: int, label: str) -> tuple[float, float]:
@@ -146,25 +176,53 @@ def _bootstrap(values: torch.Tensor, seed: int, label: str) -> tuple[float, floa
     of the images with replacement. The draws come from a generator of (seed, label) alone, so a
     row's interval does not depend on which other rows the grid holds; drawn in chunks, so
     50,000 ILSVRC images stay in memory."""
-    generator = torch.Generator().manual_seed((seed % 2**32) * 2**32 + zlib.crc32(label.encode()))
+    generator = _generator(seed, label)
     v = values.double()
-    means = torch.cat([
+    return _percentiles(torch.cat([
         v[torch.randint(len(v), (n, len(v)), generator=generator)].mean(dim=1)
         for n in [CHUNK] * (RESAMPLES // CHUNK) + [RESAMPLES % CHUNK] if n
-    ])
-    low, high = torch.quantile(means, torch.tensor([0.025, 0.975], dtype=means.dtype)).tolist()
-    return low, high
+    ]))
 
 
-def _paired(wrong: Wrong, c: Comparison, seed: int) -> tuple[float, float, float, float, float]:
-    """(better's error, worse's, difference better - worse, interval low, high) in points."""
-    b, b_paths = wrong(c.better.source, c.better.protocol)
-    w, w_paths = wrong(c.worse.source, c.worse.protocol)
-    if b_paths != w_paths:
-        raise ValueError(f"{c.better.label} and {c.worse.label} scored other images; rerun their evaluate stages")
-    d = (b.double() - w.double()) * 100.0
-    low, high = _bootstrap(d, seed, f"{c.better.label} vs {c.worse.label}")
-    return 100.0 * b.mean().item(), 100.0 * w.mean().item(), d.mean().item(), low, high
+def _bootstrap_over_seeds(values: torch.Tensor, seed: int, label: str) -> tuple[float, float]:
+    """The 95% interval of the mean over training seeds of the mean over images, values being
+    (seeds, images): each resample draws the seeds with replacement, then for each drawn seed
+    the images with replacement (a two-level bootstrap), so it holds the spread between
+    training runs as well as the sampling of the validation images. With few seeds it can be
+    no wider than the seeds' own spread allows: three seeds say little about a fourth."""
+    generator = _generator(seed, label)
+    k, n_images = values.shape
+    v = values.double()
+    chunk = max(1, CHUNK // k)
+    means = []
+    for n in [chunk] * (RESAMPLES // chunk) + [RESAMPLES % chunk]:
+        if n:
+            seeds = torch.randint(k, (n, k, 1), generator=generator)
+            images = torch.randint(n_images, (n, k, n_images), generator=generator)
+            means.append(v[seeds, images].mean(dim=(1, 2)))
+    return _percentiles(torch.cat(means))
+
+
+def _paired(wrong: Wrong, group: list[Comparison], seed: int) -> dict:
+    """A comparison over its seeds: each side's error and the difference better - worse (the
+    means over seeds), its spread over seeds, and its 95% interval, all in points."""
+    diffs, better, worse = [], [], []
+    for c in group:
+        b, b_paths = wrong(c.better.source, c.better.protocol)
+        w, w_paths = wrong(c.worse.source, c.worse.protocol)
+        if b_paths != w_paths:
+            raise ValueError(f"{c.better.source} and {c.worse.source} scored other images; rerun their evaluate stages")
+        diffs.append((b.double() - w.double()) * 100.0)
+        better.append(100.0 * b.double().mean().item())
+        worse.append(100.0 * w.double().mean().item())
+    d = torch.stack(diffs)
+    per_seed = d.mean(dim=1)
+    label = group[0].label
+    low, high = _bootstrap(d[0], seed, label) if len(group) == 1 else _bootstrap_over_seeds(d, seed, label)
+    return {
+        "better": sum(better) / len(better), "worse": sum(worse) / len(worse), "diff": per_seed.mean().item(),
+        "sd": per_seed.std().item() if len(group) > 1 else None, "low": low, "high": high,
+    }
 
 
 def interval(wrong: torch.Tensor, seed: int, label: str) -> tuple[float, float]:
@@ -192,9 +250,12 @@ def verdict(claim: int, low: float, high: float) -> str:
     return "inconclusive"
 
 
+COLUMNS = ["claim", "finding", "comparison", "seeds", "ours", "difference [95% CI]", "sd over seeds", "paper", "verdict"]
+
+
 def table(params: Params, wrong: Wrong, epochs: dict[str, int] | None = None) -> pd.DataFrame:
-    """One row a comparison (claim 6: the ensemble against its best member), and one "not run"
-    row for each claim the grid holds no comparison for."""
+    """One row a comparison (claim 6: the ensemble against its best member), over the seeds
+    the grid trained, and one "not run" row for each claim the grid holds no comparison for."""
     seed = params.raw["seed"]
     found = comparisons(params, epochs)
     rows = []
@@ -203,25 +264,34 @@ def table(params: Params, wrong: Wrong, epochs: dict[str, int] | None = None) ->
         if claim == 6 and mine:
             mine = _against_best_member(mine, wrong)
         if not mine:
-            rows.append({"claim": claim, "finding": text, "comparison": "-", "ours": "-", "difference [95% CI]": "-",
-                         "paper": "-", "verdict": "not run"})
+            rows.append({**dict.fromkeys(COLUMNS, "-"), "claim": claim, "finding": text, "verdict": "not run"})
+        groups: dict[str, list[Comparison]] = {}
         for c in mine:
-            ours_b, ours_w, diff, low, high = _paired(wrong, c, seed)
-            theirs = (f"{c.better.paper:.1f} vs {c.worse.paper:.1f}" if c.better.paper is not None and c.worse.paper is not None
-                      else "-")
+            groups.setdefault(c.label, []).append(c)
+        for label, group in groups.items():
+            r = _paired(wrong, group, seed)
+            b, w = group[0].better.paper, group[0].worse.paper
             rows.append({
-                "claim": claim, "finding": text, "comparison": f"{c.better.label} vs {c.worse.label}",
-                "ours": f"{ours_b:.1f} vs {ours_w:.1f}", "difference [95% CI]": f"{diff:+.1f} [{low:+.1f}, {high:+.1f}]",
-                "paper": theirs, "verdict": verdict(claim, low, high),
+                "claim": claim, "finding": text, "comparison": label,
+                "seeds": ", ".join(str(seed if c.seed is None else c.seed) for c in group),
+                "ours": f"{r['better']:.1f} vs {r['worse']:.1f}",
+                "difference [95% CI]": f"{r['diff']:+.1f} [{r['low']:+.1f}, {r['high']:+.1f}]",
+                "sd over seeds": "-" if r["sd"] is None else f"{r['sd']:.1f}",
+                "paper": f"{b:.1f} vs {w:.1f}" if b is not None and w is not None else "-",
+                "verdict": verdict(claim, r["low"], r["high"]),
             })
-    return pd.DataFrame(rows, columns=["claim", "finding", "comparison", "ours", "difference [95% CI]", "paper", "verdict"])
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def _against_best_member(mine: list[Comparison], wrong: Wrong) -> list[Comparison]:
-    """Claim 6 per ensemble: against the member with the lowest error (the first on a tie)."""
-    best: dict[str, tuple[float, Comparison]] = {}
+    """Claim 6 per ensemble: against the member with the lowest error, averaged over the seeds
+    (the first on a tie)."""
+    errors: dict[tuple[str, str], list[float]] = {}
     for c in mine:
-        err = wrong(c.worse.source, c.worse.protocol)[0].mean().item()
-        if c.better.source not in best or err < best[c.better.source][0]:
-            best[c.better.source] = (err, c)
-    return [c for _, c in best.values()]
+        errors.setdefault((c.better.label, c.worse.label), []).append(wrong(c.worse.source, c.worse.protocol)[0].mean().item())
+    best: dict[str, tuple[float, str]] = {}
+    for (ensemble, member), errs in errors.items():
+        mean = sum(errs) / len(errs)
+        if ensemble not in best or mean < best[ensemble][0]:
+            best[ensemble] = (mean, member)
+    return [c for c in mine if best[c.better.label][1] == c.worse.label]

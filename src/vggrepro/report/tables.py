@@ -120,7 +120,7 @@ def table5(params: Params, evals: dict[str, dict]) -> pd.DataFrame:
 def papers_ensemble(params: Params, name: str, members: list[str], left_out: list[str]) -> bool:
     """Whether the entry fuses the nets of the paper's row of that name: all of them (none left
     out), of the configurations, training scales and protocol the paper's row names."""
-    expected = paper.table6_members(name)
+    expected = paper.table6_members(params.base(name))  # a sweep's entries: of each seed
     if expected is None or left_out:
         return False
     runs = params.runs
@@ -137,7 +137,7 @@ def table6(params: Params, fusion: dict[str, dict]) -> pd.DataFrame:
     for name in params.raw["fuse"]:
         entry = fusion[name]
         left_out = entry.get("left_out", [])
-        theirs = paper.table6_row(name) if papers_ensemble(params, name, entry["members"], left_out) else None
+        theirs = paper.table6_row(params.base(name)) if papers_ensemble(params, name, entry["members"], left_out) else None
         rows.append({
             "ensemble": name, "members": " + ".join(entry["members"]) or "none in this grid",
             "nets": len(entry["members"]), "left out (not in the grid)": ", ".join(left_out) or "-",

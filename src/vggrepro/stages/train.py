@@ -33,8 +33,11 @@ from vggrepro.stages import StageRun
 
 
 def run_seed(params: Params, run: str) -> int:
-    # Stable across processes and engines (Python's hash() is salted per process).
-    return params.raw["seed"] * 1_000_003 + zlib.crc32(run.encode())
+    """The run's training seed: of its seed in a sweep (else params.yaml's seed) and its name as
+    written: with `seed: 0`, a sweep's `E_jit_seed0` trains bit for bit as `E_jit` without one.
+    Stable across processes and engines (Python's hash() is salted per process)."""
+    r = params.runs[run]
+    return (params.raw["seed"] if r.seed is None else r.seed) * 1_000_003 + zlib.crc32(r.base.encode())
 
 
 def model_spec(params: Params, run: Run, num_classes: int) -> ModelSpec:
