@@ -118,3 +118,40 @@ def test_one_errors_interval_is_about_two_standard_errors_and_sits_beside_it_in_
     assert findings.interval(torch.zeros(N), 0, "b") == (0.0, 0.0)
     df = tables.with_intervals(pd.DataFrame({"run": ["a"], "top-1 err": [25.0], "top-5 err": [5.0]}), [(23.0, 27.0)])
     assert list(df.columns) == ["run", "top-1 err", "top-1 low", "top-1 high", "top-5 err"]
+
+
+def sweep_grid(runs: dict, seeds=(0, 1, 2), **kwargs):
+    params = grid(runs, **kwargs)
+    raw = copy.deepcopy(params.given)
+    raw["seeds"] = list(seeds)
+    return parse_params(raw)
+
+
+def test_a_sweep_compares_runs_of_one_seed_and_gives_one_row_over_the_seeds():
+    params = sweep_grid({k: RUNS[k] for k in ("A_256", "E_256")})
+    claim1 = [c for c in findings.comparisons(params) if c.claim == 1]
+    assert [(c.better.source, c.worse.source, c.seed) for c in claim1] == [
+        (f"E_256_seed{k}", f"A_256_seed{k}", k) for k in (0, 1, 2)
+    ]  # never E of one seed against A of another
+    assert {c.label for c in claim1} == {"E_256 single-scale vs A_256 single-scale"}
+    rates = {(f"{r}_seed{k}", p): rate for k in (0, 1, 2) for r, rate in (("E_256", 0.2), ("A_256", 0.3))
+             for p in ("dense-single", "dense")}
+    row = findings.table(params, loader(rates)).query("claim == 1")
+    assert len(row) == 1
+    row = row.iloc[0]
+    assert row["seeds"] == "0, 1, 2" and row["verdict"] == "holds" and float(row["sd over seeds"]) < 2, row.to_dict()
+
+
+def test_seeds_that_disagree_widen_the_interval_past_what_the_images_alone_give():
+    """Each seed's difference is clear on its own images (+-2 points), but one seed says the
+    opposite of the others: the two-level bootstrap must not call that a finding."""
+    params = sweep_grid({k: RUNS[k] for k in ("A_256", "E_256")})
+    rates = {(f"A_256_seed{k}", p): 0.3 for k in (0, 1, 2) for p in ("dense-single", "dense")}
+    rates |= {(f"E_256_seed{k}", p): e for k, e in ((0, 0.2), (1, 0.2), (2, 0.4)) for p in ("dense-single", "dense")}
+    row = findings.table(params, loader(rates)).query("claim == 1").iloc[0]
+    diff, interval = row["difference [95% CI]"].split(" [")
+    low, high = (float(x) for x in interval.rstrip("]").split(", "))
+    assert -5 < float(diff) < -1 and low < -8 and high > 8, row.to_dict()
+    assert row["verdict"] == "inconclusive" and float(row["sd over seeds"]) > 8
+    agree = rates | {("E_256_seed2", p): 0.2 for p in ("dense-single", "dense")}
+    assert findings.table(params, loader(agree)).query("claim == 1")["verdict"].item() == "holds"

@@ -174,6 +174,9 @@ def _stage(args) -> int:
     if args.command in paths.PER_RUN_STAGES and run is None:
         raise ParamsError(f"which run? expected --run NAME (one of {', '.join(params.runs)})")
     if run is not None and run not in params.runs:
+        swept = [n for n, r in params.runs.items() if r.base == run and r.seed is not None]
+        if swept:
+            raise ParamsError(f"{args.params}: runs.{run}: swept over seeds; expected one of {', '.join(swept)}")
         raise ParamsError(f"{args.params}: runs.{run}: no such run (expected one of {', '.join(params.runs)})")
     from vggrepro.engine import outputs_record, registry
     from vggrepro.stages import StageRun, lock_stage, run_stage

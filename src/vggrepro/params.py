@@ -230,7 +230,8 @@ def expand_seeds(raw: dict) -> tuple[dict, dict[str, str]]:
     out["runs"] = {}
     for name, run in runs.items():  # a run's seeds side by side: the tables read them together
         for seed in seeds:
-            out["runs"][of(name, seed)] = {**run, "init": of(run["init"], seed), "seed": seed}
+            init = run["init"] if run["init"] in (*INIT_SCHEMES, IMPORT) else of(run["init"], seed)
+            out["runs"][of(name, seed)] = {**run, "init": init, "seed": seed}
             bases[of(name, seed)] = name
     out["evaluate"]["multi_crop"] = list(dict.fromkeys(of(r, k) for r in raw["evaluate"]["multi_crop"] for k in seeds))
     out["fuse"] = {}
@@ -286,6 +287,8 @@ def _check_semantics(p: Params) -> None:
     runs = p.runs
     for name, run in runs.items():
         key = f"runs.{name}"
+        if name in (*INIT_SCHEMES, IMPORT):
+            raise ParamsError(f"{key}: a run may not be named as an init scheme; expected another name, e.g. {name}_run")
         s_min, s_max = run.scale
         if s_min > s_max:
             raise ParamsError(f"{key}.scale: S_min ({s_min}) > S_max ({s_max}); expected [S_min, S_max]")

@@ -153,7 +153,7 @@ def build(params: Params) -> list[Stage]:
             [Out(report.markdown, cache=False), Out(report.metrics, cache=False, metric=True),
              *(Out(report.table(t), cache=False, report=("Tables", f"table{t}.rst")) for t in TABLES),
              Out(report.findings_table, cache=False),
-             *(Out(f, cache=False, report=_figure_report(f)) for f in report.figures(runs))],
+             *(Out(f, cache=False, report=_figure_report(f)) for f in report.figures(curves(params)))],
         )
     )
     validate = Stage(
@@ -171,6 +171,12 @@ def build(params: Params) -> list[Stage]:
         always_changed=True,  # the dataset stamp is read afresh on every call, as by Snakemake
     )
     return [validate, *stages]
+
+
+def curves(params: Params) -> list[str]:
+    """The runs the report draws training curves for: each run, or in a sweep over seeds each
+    run as written, its seeds in one figure."""
+    return list(dict.fromkeys(r.base for r in params.runs.values()))
 
 
 def _protocols(run: str, multi_crop: list[str]) -> list[str]:

@@ -57,6 +57,38 @@ def training_curves(run: str, log: list[dict]) -> bytes:
         return _png(fig)
 
 
+def training_curves_over_seeds(run: str, logs: dict[int, list[dict]]) -> bytes:
+    """One run of a sweep, a colour a seed: training (solid) and held-out (dashed) cross-entropy
+    with the learning rate (dotted, right axis), and training and held-out top-1 error."""
+    with plt.rc_context(STYLE):
+        fig, (left, right) = plt.subplots(1, 2, figsize=(8.0, 3.4))
+        lr = left.twinx()
+        for k, (seed, log) in enumerate(logs.items()):
+            colour = f"C{k}"
+            epochs = [e["epoch"] for e in log]
+            left.plot(epochs, [e["loss"] for e in log], color=colour, marker="o", markersize=3, label=f"seed {seed}: training")
+            if log and "holdout_loss" in log[0]:
+                left.plot(epochs, [e["holdout_loss"] for e in log], color=colour, linestyle="--", marker="s", markersize=3, label=f"seed {seed}: held out")
+            lr.step(epochs, [e["lr"] for e in log], where="post", color=colour, linestyle=":", alpha=0.6,
+                    label="learning rate" if k == 0 else None)
+            right.plot(epochs, [e["train_top1_err"] for e in log], color=colour, marker="o", markersize=3, label=f"seed {seed}: training")
+            right.plot(epochs, [e["holdout_top1_err"] for e in log], color=colour, linestyle="--", marker="s", markersize=3, label=f"seed {seed}: held out")
+        left.set_xlabel("epoch")
+        left.set_ylabel("cross-entropy")
+        lr.set_yscale("log")
+        lr.set_ylabel("learning rate (dotted)")
+        handles = [h for ax in (left, lr) for h in ax.get_legend_handles_labels()[0]]
+        left.legend(handles, [h.get_label() for h in handles], fontsize=6)
+        for ax in (left, right):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs
+        right.set_xlabel("epoch")
+        right.set_ylabel("top-1 error (%)")
+        right.legend(fontsize=6)
+        fig.suptitle(f"{run}: training curves, {len(logs)} seeds")
+        fig.tight_layout()
+        return _png(fig)
+
+
 def _errorbar(ax, x, rows: pd.DataFrame, **style) -> None:
     """Top-1 error with its 95% interval where the frame has one."""
     y = rows["top-1 err"].to_numpy(dtype=float)
