@@ -155,3 +155,47 @@ def test_seeds_that_disagree_widen_the_interval_past_what_the_images_alone_give(
     assert row["verdict"] == "inconclusive" and float(row["sd over seeds"]) > 8
     agree = rates | {("E_256_seed2", p): 0.2 for p in ("dense-single", "dense")}
     assert findings.table(params, loader(agree)).query("claim == 1")["verdict"].item() == "holds"
+
+
+def test_seeds_on_the_same_images_are_no_more_evidence_than_one_seed():
+    """Three identical seeds hold no training noise and the same images: the interval is the
+    one seed's, not sqrt(3) narrower."""
+    d = (errs_at(0.2, 1) - errs_at(0.3, 2)) * 100
+    one = findings._bootstrap(d, 0, "x")
+    three = findings._over_seeds(torch.stack([d, d, d]), 0, "x")
+    assert three == pytest.approx(one)
+
+
+def test_claim_2_sets_d_against_c_of_the_same_length_only():
+    runs = {"A_256": RUNS["A_256"]}
+    for c in ("C", "D"):
+        runs |= {f"{c}_256": {"config": c, "scale": 256, "init": "A_256"},
+                 f"{c}_384": {"config": c, "scale": 384, "init": f"{c}_256", "lr": 0.001, "max_epochs": 3},
+                 f"{c}_384_more": {"config": c, "scale": 384, "init": f"{c}_384", "lr": 0.001, "max_epochs": 3}}
+    epochs = {n: 3 if "384" in n else 8 for n in runs}
+    found = {(c.better.label, c.worse.label) for c in findings.comparisons(grid(runs), epochs) if c.claim == 2}
+    assert found == {("D_256 single-scale", "C_256 single-scale"), ("D_384 single-scale", "C_384 single-scale"),
+                     ("D_384_more single-scale", "C_384_more single-scale")}
+
+
+def test_a_sweeps_ensemble_meets_each_seeds_best_member():
+    runs = {"A_256": RUNS["A_256"], "D_256": {"config": "D", "scale": 256, "init": "A_256"}, "E_256": RUNS["E_256"]}
+    params = sweep_grid(runs, fuse={"D & E": ["D_256/dense", "E_256/dense"]})
+    rates = {(f"{r}_seed{k}", p): 0.3 for r in runs for k in (0, 1, 2) for p in ("dense-single", "dense")}
+    rates |= {("D_256_seed0", "dense"): 0.25, ("E_256_seed1", "dense"): 0.26, ("D_256_seed2", "dense"): 0.25}
+    rates |= {(f"D & E (seed {k})", "fused"): 0.2 for k in (0, 1, 2)}
+    row = findings.table(params, loader(rates)).query("claim == 6")
+    assert len(row) == 1, row
+    row = row.iloc[0]
+    assert row["comparison"] == "D & E vs its best member"
+    assert row["seeds"] == "0 (D_256 dense), 1 (E_256 dense), 2 (D_256 dense)" and row["verdict"] == "holds", row.to_dict()
+
+
+def test_a_comparison_some_seeds_lack_is_inconclusive():
+    params = sweep_grid(RUNS)
+    epochs = {n: 3 for n in params.runs}
+    epochs["E_384_more_seed2"] = 2  # its schedule stopped early: no control for seed 2
+    rates = {(n, p): 0.3 for n in params.runs for p in ("dense-single", "dense", "multi-crop", "multi-crop+dense")}
+    rates |= {(f"E_jit_seed{k}", "dense-single"): 0.1 for k in (0, 1, 2)}
+    row = findings.table(params, loader(rates), epochs).query("claim == 3").iloc[0]
+    assert row["seeds"].startswith("0, 1 of 3") and row["verdict"] == "inconclusive", row.to_dict()

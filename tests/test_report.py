@@ -89,9 +89,13 @@ def test_the_differences_line_lists_only_what_differs(tmp_path, monkeypatch):
 
 def test_the_papers_7_net_ensemble_notes_its_fc_only_fine_tuned_d():
     row = {"ensemble": report.SUBMISSION, "paper top-1": 24.7}
-    assert "only its fully-connected layers" in " ".join(report._notes(6, pd.DataFrame([row])))
-    assert report._notes(6, pd.DataFrame([{**row, "paper top-1": None}])) == []
-    assert report._notes(3, pd.DataFrame([row])) == []
+    params = parse_params(tiny_params())
+    assert "only its fully-connected layers" in " ".join(report._notes(params, 6, pd.DataFrame([row])))
+    assert report._notes(params, 6, pd.DataFrame([{**row, "paper top-1": None}])) == []
+    assert report._notes(params, 3, pd.DataFrame([row])) == []
+    swept = parse_params({**tiny_params(), "seeds": [0, 1], "fuse": {report.SUBMISSION: ["B_256/dense"]}})
+    seed_1 = {**row, "ensemble": f"{report.SUBMISSION} (seed 1)"}  # a sweep's entry: of one seed
+    assert "only its fully-connected layers" in " ".join(report._notes(swept, 6, pd.DataFrame([seed_1])))
 
 
 def test_paper_numbers_stand_only_beside_runs_made_as_the_papers_were():

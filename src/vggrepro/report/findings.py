@@ -7,8 +7,10 @@ difference, not of each error (much narrower when the two nets err on the same i
 bootstrap draws images with replacement from a generator seeded by params.yaml's seed, so the
 same posteriors give the same interval from either engine and from a rerun. In a sweep over
 training seeds a comparison is made once per seed, between that seed's runs; the row gives the
-means over seeds, the spread (sd) of the seeds' differences, and an interval from a two-level
-bootstrap (seeds, then the images of each), so training noise counts as well as image noise.
+means over seeds, the spread (sd) of the seeds' differences, and an interval that counts the
+training noise (Student's t over the seeds' differences) as well as the images' (the bootstrap
+of the seeds' mean difference), so one lucky seed is no finding. A comparison that some seeds
+lack (the schedule stopped one side early) is inconclusive whatever its interval.
 
 Verdicts, for a claim "X errs less than Y" (difference X - Y): holds when the whole interval is
 below 0, does not hold when it is above 0, inconclusive otherwise. Claim 7 says the opposite
@@ -75,6 +77,7 @@ class Comparison:
     better: Side  # the side the claim says errs less (claim 7: A, against A-LRN)
     worse: Side
     seed: int | None = None  # the training seed both sides share in a sweep over seeds
+    note: str = ""  # claim 6 in a sweep: which member was this seed's best
 
     @property
     def label(self) -> str:
@@ -125,14 +128,18 @@ def _of_one_seed(params: Params, runs: dict, seed: int | None, epochs: dict[str,
     single = {n: side(n, "single-scale", "dense-single", _t3(params, n)) for n in runs}
     out: list[Comparison] = []
 
-    def pairs(better_configs, worse_configs, claim):
+    def seen(n: str) -> int | None:  # epochs counting the chain it started from
+        return None if epochs is None else sum(epochs.get(r, 0) for r in (n, *params.init_chain(n)))
+
+    def pairs(better_configs, worse_configs, claim, equal_length=False):
         for b, rb in runs.items():
             for w, rw in runs.items():
-                if rb.config in better_configs and rw.config in worse_configs and rb.scale == rw.scale:
+                if (rb.config in better_configs and rw.config in worse_configs and rb.scale == rw.scale
+                        and (not equal_length or seen(b) == seen(w))):
                     out.append(Comparison(claim, single[b], single[w], seed))
 
-    pairs(DEEP, SHALLOW, 1)
-    pairs(("D",), ("C",), 2)
+    pairs(DEEP, SHALLOW, 1)  # the deeper nets start from A, as the paper's did
+    pairs(("D",), ("C",), 2, equal_length=True)  # D_384 against C_384, not against a longer control
     for j, rj in runs.items():
         if not rj.jittered:
             continue
@@ -184,23 +191,20 @@ def _bootstrap(values: torch.Tensor, seed: int, label: str) -> tuple[float, floa
     ]))
 
 
-def _bootstrap_over_seeds(values: torch.Tensor, seed: int, label: str) -> tuple[float, float]:
+def _over_seeds(values: torch.Tensor, seed: int, label: str) -> tuple[float, float]:
     """The 95% interval of the mean over training seeds of the mean over images, values being
-    (seeds, images): each resample draws the seeds with replacement, then for each drawn seed
-    the images with replacement (a two-level bootstrap), so it holds the spread between
-    training runs as well as the sampling of the validation images. With few seeds it can be
-    no wider than the seeds' own spread allows: three seeds say little about a fourth."""
-    generator = _generator(seed, label)
-    k, n_images = values.shape
+    (seeds, images) on the same images: the images' bootstrap interval of the seeds' mean and
+    Student's t over the seeds' own means (k - 1 degrees of freedom), their half-widths added
+    in quadrature. Three seeds are too few for a bootstrap over seeds (its percentiles cover
+    far less than 95%); t is the small-sample interval, and a wide one: 4.3 sd / sqrt(3)."""
+    from scipy.stats import t
+
     v = values.double()
-    chunk = max(1, CHUNK // k)
-    means = []
-    for n in [chunk] * (RESAMPLES // chunk) + [RESAMPLES % chunk]:
-        if n:
-            seeds = torch.randint(k, (n, k, 1), generator=generator)
-            images = torch.randint(n_images, (n, k, n_images), generator=generator)
-            means.append(v[seeds, images].mean(dim=(1, 2)))
-    return _percentiles(torch.cat(means))
+    mean = v.mean().item()
+    img_low, img_high = _bootstrap(v.mean(dim=0), seed, label)
+    per_seed = v.mean(dim=1)
+    half = float(t.ppf(0.975, len(per_seed) - 1)) * per_seed.std().item() / len(per_seed) ** 0.5
+    return mean - ((mean - img_low) ** 2 + half**2) ** 0.5, mean + ((img_high - mean) ** 2 + half**2) ** 0.5
 
 
 def _paired(wrong: Wrong, group: list[Comparison], seed: int) -> dict:
@@ -218,7 +222,7 @@ def _paired(wrong: Wrong, group: list[Comparison], seed: int) -> dict:
     d = torch.stack(diffs)
     per_seed = d.mean(dim=1)
     label = group[0].label
-    low, high = _bootstrap(d[0], seed, label) if len(group) == 1 else _bootstrap_over_seeds(d, seed, label)
+    low, high = _bootstrap(d[0], seed, label) if len(group) == 1 else _over_seeds(d, seed, label)
     return {
         "better": sum(better) / len(better), "worse": sum(worse) / len(worse), "diff": per_seed.mean().item(),
         "sd": per_seed.std().item() if len(group) > 1 else None, "low": low, "high": high,
@@ -271,27 +275,39 @@ def table(params: Params, wrong: Wrong, epochs: dict[str, int] | None = None) ->
         for label, group in groups.items():
             r = _paired(wrong, group, seed)
             b, w = group[0].better.paper, group[0].worse.paper
+            partial = params.seeds is not None and len(group) < len(params.seeds)
+            seeds = ", ".join(f"{c.seed} ({c.note})" if c.note else str(seed if c.seed is None else c.seed) for c in group)
             rows.append({
                 "claim": claim, "finding": text, "comparison": label,
-                "seeds": ", ".join(str(seed if c.seed is None else c.seed) for c in group),
+                "seeds": seeds + (f" of {len(params.seeds)}: the others' runs trained other lengths" if partial else ""),
                 "ours": f"{r['better']:.1f} vs {r['worse']:.1f}",
                 "difference [95% CI]": f"{r['diff']:+.1f} [{r['low']:+.1f}, {r['high']:+.1f}]",
                 "sd over seeds": "-" if r["sd"] is None else f"{r['sd']:.1f}",
                 "paper": f"{b:.1f} vs {w:.1f}" if b is not None and w is not None else "-",
-                "verdict": verdict(claim, r["low"], r["high"]),
+                "verdict": "inconclusive" if partial else verdict(claim, r["low"], r["high"]),
             })
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+BEST_MEMBER = "its best member"
+
+
 def _against_best_member(mine: list[Comparison], wrong: Wrong) -> list[Comparison]:
-    """Claim 6 per ensemble: against the member with the lowest error, averaged over the seeds
-    (the first on a tie)."""
-    errors: dict[tuple[str, str], list[float]] = {}
+    """Claim 6 per ensemble: against the member with the lowest error (the first on a tie); in
+    a sweep, each seed's ensemble against that seed's best member (noted), and the paper's
+    side its best member among the same nets."""
+    by_seed: dict[tuple[str, int | None], list[Comparison]] = {}
     for c in mine:
-        errors.setdefault((c.better.label, c.worse.label), []).append(wrong(c.worse.source, c.worse.protocol)[0].mean().item())
-    best: dict[str, tuple[float, str]] = {}
-    for (ensemble, member), errs in errors.items():
-        mean = sum(errs) / len(errs)
-        if ensemble not in best or mean < best[ensemble][0]:
-            best[ensemble] = (mean, member)
-    return [c for c in mine if best[c.better.label][1] == c.worse.label]
+        by_seed.setdefault((c.better.label, c.seed), []).append(c)
+    sweep = len({seed for _, seed in by_seed}) > 1
+    out = []
+    for group in by_seed.values():
+        best = min(group, key=lambda c: wrong(c.worse.source, c.worse.protocol)[0].mean().item())
+        if not sweep:
+            out.append(best)
+            continue
+        papers = [c.worse.paper for c in group]
+        theirs = min(papers) if None not in papers else None
+        worse = Side(BEST_MEMBER, best.worse.source, best.worse.protocol, theirs)
+        out.append(Comparison(6, best.better, worse, best.seed, note=best.worse.label))
+    return out
