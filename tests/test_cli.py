@@ -43,7 +43,7 @@ def test_ilsvrc_source_without_a_dataset_is_one_line(bare):
     (bare / "params.yaml").write_text(yaml.safe_dump(params))
     done = vggrepro_here("prepare", cwd=bare)
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert "no/such/imagenet: no such folder; expected an ILSVRC-2012 tree" in done.stderr
+    assert "data.root: 'no/such/imagenet': no such folder; expected the extracted ilsvrc2012 dataset" in done.stderr
 
 
 def test_an_interrupted_write_leaves_the_old_file_and_no_partial_one(tmp_path):
@@ -108,11 +108,18 @@ def test_use_switches_the_workspace_to_a_shipped_params_file(tmp_path, name, run
     ws = make_project(tmp_path / "ws", tiny_params())
     before = (ws / "params.yaml").read_text()
     shipped = ROOT / "params" / name
-    done = vggrepro("--params", str(shipped), "validate", cwd=ws)
+    done = vggrepro("--params", str(shipped), "validate", cwd=ws)  # its data.root is the user's to set
+    assert done.returncode == 2 and "data.root: '~/data/ILSVRC2012': no such folder" in done.stderr, done.stderr
+    pointed = tmp_path / "pointed.yaml"
+    imagenet = tmp_path / "ILSVRC2012"
+    imagenet.mkdir()
+    pointed.write_text(shipped.read_text().replace("~/data/ILSVRC2012", str(imagenet)))
+    done = vggrepro("--params", str(pointed), "validate", cwd=ws)
     assert done.returncode == 0, done.stderr
     assert f"valid; {runs} runs" in done.stdout and "batch 256 = 1 process(es) x 2 micro-batch(es) x 128 images" in done.stdout
     done = vggrepro("use", str(shipped), cwd=ws)
     assert done.returncode == 0, done.stderr
+    assert "before running, edit params.yaml: data.root: '~/data/ILSVRC2012': no such folder" in done.stdout, done.stdout
     assert (ws / "params.yaml").read_text() == shipped.read_text()
     assert (ws / ".vggrepro" / "previous-params.yaml").read_text() == before
     dvc = yaml.safe_load((ws / "dvc.yaml").read_text())

@@ -95,6 +95,23 @@ BAD_FILES = {
     "duplicate top-level key": lambda t: t + "seed: 1\n",
     "data.root over runs/": lambda t: replace_once(t, "root: data/embedded", "root: runs"),
     "data.root a user's folder": lambda t: replace_once(t, "root: data/embedded", "root: photos"),
+    # Values a stage would refuse or choke on, refused before any output is touched (issue 17):
+    "seed 2^64": lambda t: replace_once(t, "seed: 0", "seed: 18446744073709551616"),
+    "threads 1e20": lambda t: replace_once(t, "threads: 2", "threads: 100000000000000000000"),
+    "batch size 1e20": lambda t: replace_once(t, "batch_size: 16", "batch_size: 100000000000000000000"),
+    "S_max 1e20": lambda t: replace_once(t, "- 512", "- 100000000000000000000"),
+    "workers 100000": lambda t: replace_once(t, "workers: 0", "workers: 100000"),
+    "crop 8192": lambda t: replace_once(t, "crop: 32", "crop: 8192"),
+    "train_per_class 1e8": lambda t: replace_once(t, "train_per_class: 10", "train_per_class: 100000000"),
+    "ilsvrc2012 without its folder": lambda t: replace_once(
+        t, "source: embedded\n  root: data/embedded", "source: ilsvrc2012\n  root: no/such/imagenet"),
+    "imported weights missing": lambda t: t + "  tv: {config: A, scale: 256, init: import, weights: missing.pt}\n",
+    "imagefolder at the project root": lambda t: replace_once(
+        t, "source: embedded\n  root: data/embedded", "source: imagefolder\n  root: ."),
+    "not UTF-8": lambda t: "# caf\udce9 (Latin-1)\n" + t,
+    "NUL byte in data.root": lambda t: replace_once(t, "root: data/embedded", 'root: "data/emb\\0edded"'),
+    "~nosuchuser": lambda t: replace_once(t, "root: data/embedded", "root: ~nosuchuser/embedded"),
+    "run name of 300 characters": lambda t: t + "  " + "A" * 300 + ": {config: A, scale: 256, init: glorot}\n",
 }
 
 
@@ -103,7 +120,8 @@ def test_a_bad_params_file_touches_no_output_under_either_engine(workspace, case
     (workspace / "photos").mkdir(exist_ok=True)
     (workspace / "photos" / "holiday.txt").write_text("keep me\n")
     before = fingerprint(workspace)
-    (workspace / "params.yaml").write_text(BAD_FILES[case](params_text()))
+    # surrogateescape: "not UTF-8" writes the byte 0xe9 as a Latin-1 editor would
+    (workspace / "params.yaml").write_bytes(BAD_FILES[case](params_text()).encode("utf-8", "surrogateescape"))
     try:
         dvc = run([tool("dvc"), "repro"], workspace, ok=False)
         assert dvc.returncode != 0, dvc.stdout

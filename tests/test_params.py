@@ -42,6 +42,24 @@ BAD = {
     "init cycle": (_set("runs.A_256.init", "B_jit"), ["init", "cycle", "A_256 -> B_jit -> B_256 -> A_256"]),
     "bad run name": (_set("runs.E-jit", {"config": "E", "scale": 256, "init": "glorot"}), ["runs", "'E-jit'"]),
     "missing key": (lambda p: p["train"].pop("lr"), ["train", "'lr' is a required property"]),
+    # Bounds: what torch, the OS and the memory accept (issue 17)
+    "seed 2^64": (_set("seed", 2**64), ["seed", "18446744073709551616", "maximum of 2147483647"]),
+    "threads 1e20": (_set("threads", 10**20), ["threads", "maximum of 256"]),
+    "batch 1e20": (_set("train.batch_size", 10**20), ["train.batch_size", "maximum of 65536"]),
+    "S_max 1e20": (_set("runs.B_jit.scale", [256, 10**20]), ["runs.B_jit.scale", "100000000000000000000"]),
+    "workers 100000": (_set("data.workers", 100000), ["data.workers", "maximum of 64"]),
+    "crop 8192": (_set("geometry.crop", 8192), ["geometry.crop", "maximum of 1024"]),
+    "train_per_class 1e8": (_set("data.embedded.train_per_class", 10**8), ["data.embedded.train_per_class", "maximum of 5000"]),
+    "run name of 300": (_set("runs." + "A" * 300, {"config": "A", "scale": 256, "init": "glorot"}),
+                        ["runs: run name 'AAAA", "at most 100 characters"]),
+    "NUL byte": (_set("data.root", "data/emb\x00edded"), ["data.root: holds a NUL byte"]),
+    "~nosuchuser": (_set("data.root", "~nosuchuser/embedded"), ["data.root: '~nosuchuser/embedded': no user 'nosuchuser'"]),
+    "ilsvrc2012 without its folder": (_set("data", {"source": "ilsvrc2012", "root": "no/such/imagenet"}),
+                                      ["data.root: 'no/such/imagenet': no such folder"]),
+    "imagefolder at the project root": (_set("data", {"source": "imagefolder", "root": "."}),
+                                        ["data.root: '.' holds the whole project"]),
+    "imported weights missing": (_set("runs.tv", {"config": "A", "scale": 256, "init": "import", "weights": "missing.pt"}),
+                                 ["runs.tv.weights: 'missing.pt': no such file"]),
 }
 
 
@@ -159,3 +177,10 @@ def test_one_reading_of_params_yaml(tmp_path, edit, expected):
     with pytest.raises(ParamsError) as err:
         load_text(tmp_path, edit)
     assert expected in str(err.value) and "\n" not in str(err.value), str(err.value)
+
+
+def test_a_params_file_that_is_not_utf8_is_one_line(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_bytes(b"# caf\xe9\n" + yaml.safe_dump(tiny_params()).encode())
+    with pytest.raises(ParamsError, match=r"not UTF-8 text \(byte 0xe9 at line 1\); expected UTF-8"):
+        load_params(path)

@@ -95,9 +95,10 @@ def _model(args) -> int:
 
 
 def _dvc_yaml(args) -> int:
+    """dvc.yaml from the registry: the graph only, so data.root need not be there yet."""
     from vggrepro.engine import registry
 
-    text = registry.dvc_yaml(registry.build(load_params(args.params)))
+    text = registry.dvc_yaml(registry.build(load_params(args.params, files=False)))
     if args.check:
         if not DVC_YAML.exists() or DVC_YAML.read_text() != text:
             print("dvc.yaml is stale: it differs from the stage registry; run `vggrepro dvc-yaml`", file=sys.stderr)
@@ -115,13 +116,19 @@ def _use(args) -> int:
 
     if args.file.resolve() == PARAMS_YAML.resolve():
         raise ParamsError(f"{args.file}: already the workspace's params file")
-    params = load_params(args.file)  # a bad file stops here, params.yaml untouched
+    # A bad file stops here, params.yaml untouched; a data.root or weights file not there yet
+    # does not (the shipped ImageNet files name a folder to edit), and is said below.
+    params = load_params(args.file, files=False)
     if PARAMS_YAML.exists():
         io.write_text(PREVIOUS_PARAMS, PARAMS_YAML.read_text())
     io.write_text(PARAMS_YAML, args.file.read_text())
-    io.write_text(DVC_YAML, registry.dvc_yaml(registry.build(load_params(PARAMS_YAML))))
+    io.write_text(DVC_YAML, registry.dvc_yaml(registry.build(load_params(PARAMS_YAML, files=False))))
     kept = f"; the previous one is {PREVIOUS_PARAMS}" if PREVIOUS_PARAMS.exists() else ""
-    print(f"{PARAMS_YAML}: now {args.file} ({len(params.runs)} runs: {', '.join(params.runs)}); dvc.yaml re-rendered{kept}")
+    print(f"{PARAMS_YAML}: now {args.file} ({len(params.runs)} runs); dvc.yaml re-rendered{kept}")
+    try:
+        load_params(PARAMS_YAML)
+    except ParamsError as err:
+        print(f"before running, edit {err}")
     return 0
 
 

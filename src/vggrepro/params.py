@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from importlib.resources import files
@@ -157,7 +158,7 @@ class Params:
     @property
     def data_root(self) -> Path:
         """data.root as a path, `~` expanded."""
-        return Path(self.raw["data"]["root"]).expanduser()
+        return expand_root(self.raw["data"]["root"])
 
     def given_key(self, key: str) -> bool:
         """Whether the params file itself holds the dotted key (rather than the schema's default)."""
@@ -274,8 +275,11 @@ def _schema_message(err) -> str:
         return f"{key}: unknown key (expected one of: {', '.join(allowed)})"
     if err.validator == "required":
         return f"{where}: {err.message}"
-    if err.validator == "propertyNames":
-        return f"{where}: run name {err.instance!r} must be letters, digits and _ and start with a letter"
+    if err.validator == "propertyNames" or (err.validator == "maxLength" and where in ("runs", "fuse")):
+        name = err.instance if len(err.instance) <= 40 else err.instance[:40] + "..."
+        if where == "fuse":
+            return f"fuse: entry name {name!r} is {len(err.instance)} characters; expected at most 150"
+        return f"{where}: run name {name!r} must be letters, digits and _, start with a letter, and be at most 100 characters"
     if err.validator == "type" and err.validator_value == "integer" and isinstance(err.instance, float):
         return f"{where}: {err.instance!r} is not an integer (write {int(err.instance)})" if err.instance.is_integer() else f"{where}: {err.instance!r} is not an integer"
     if where.endswith(".scale"):
@@ -283,7 +287,7 @@ def _schema_message(err) -> str:
     return f"{where}: {err.instance!r} is invalid: {err.message}"
 
 
-def _check_semantics(p: Params) -> None:
+def _check_semantics(p: Params, files: bool = True) -> None:
     runs = p.runs
     for name, run in runs.items():
         key = f"runs.{name}"
@@ -325,7 +329,9 @@ def _check_semantics(p: Params) -> None:
                 f"runs.{name}.init: {run.config} cannot start from {run.init!r} ({parent.config}); expected a run "
                 f"of {run.config} (all layers) or of A (Sec. 3.1: its first four conv and three FC layers)"
             )
-    _check_embedded_root(p.raw["data"])
+    _check_root(p.raw["data"], files)
+    if files:
+        _check_weights(p)
     emb = p.raw["data"]["embedded"]
     if p.raw["data"]["source"] == "embedded" and emb["min_side"] > emb["max_side"]:
         raise ParamsError(
@@ -387,23 +393,66 @@ def _check_batch(train: dict) -> None:
         )
 
 
-def _check_embedded_root(data: dict) -> None:
-    """The generator replaces data.root wholesale: it must be a folder of its own, neither the
-    project, nor above it, nor one of the project's files or output folders (the paths are
-    resolved from the project root, where both engines run)."""
-    if data["source"] != "embedded":
-        return
-    root = Path(data["root"]).expanduser().resolve()
+def expand_root(root: str) -> Path:
+    """data.root as a path, `~` and `~user` expanded; ParamsError where that user is unknown."""
+    try:
+        return Path(root).expanduser()
+    except RuntimeError:
+        user = root[1:].split("/", 1)[0]
+        raise ParamsError(f"data.root: {root!r}: no user {user!r} on this machine for '~{user}'; expected a path") from None
+
+
+def _check_root(data: dict, files: bool = True) -> None:
+    """data.root is no part of the project and holds none of it, whatever the source: the
+    generator replaces its folder wholesale, and a dataset that held the project's outputs would
+    change with every run (the paths are resolved from the project root, where both engines
+    run). A source other than the generator's must name a readable folder."""
+    embedded = data["source"] == "embedded"
+    root = expand_root(data["root"]).resolve()
     project = Path.cwd().resolve()
+    own = "the embedded generator needs a folder of its own, e.g. data/embedded" if embedded else "expected the dataset's own folder"
     if root == project or root in project.parents:
-        raise ParamsError(f"data.root: {data['root']!r} holds the whole project; expected a folder of its own, e.g. data/embedded")
+        raise ParamsError(f"data.root: {data['root']!r} holds the whole project; {own}")
     for taken in paths.PROJECT_OUTPUTS + paths.PROJECT_INPUTS:
         t = (project / taken).resolve()
         if root == t or t in root.parents or root in t.parents:
-            raise ParamsError(
-                f"data.root: {data['root']!r} overlaps the project's {taken!r}; "
-                f"the embedded generator needs a folder of its own, e.g. data/embedded"
-            )
+            raise ParamsError(f"data.root: {data['root']!r} overlaps the project's {taken!r}; {own}")
+    if embedded or not files:
+        return
+    if not root.is_dir():
+        raise ParamsError(f"data.root: {data['root']!r}: no such folder; expected the extracted {data['source']} dataset")
+    if not os.access(root, os.R_OK | os.X_OK):
+        raise ParamsError(f"data.root: {data['root']!r}: not readable; expected a folder this user can list")
+
+
+def _check_weights(p: Params) -> None:
+    """An imported run's checkpoint must be a readable file before any stage plans it."""
+    for name, r in p.runs.items():
+        if r.weights is None:
+            continue
+        try:
+            path = Path(r.weights).expanduser()
+        except RuntimeError:
+            raise ParamsError(f"runs.{name}.weights: {r.weights!r}: no such user for '~'; expected a path") from None
+        if not path.is_file():
+            raise ParamsError(f"runs.{name}.weights: {r.weights!r}: no such file; expected a checkpoint from "
+                              "`vggrepro import-weights` or a model.pt")
+        if not os.access(path, os.R_OK):
+            raise ParamsError(f"runs.{name}.weights: {r.weights!r}: not readable")
+
+
+def _nul_byte(node, where: tuple = ()) -> tuple | None:
+    """The key path of the first text holding a NUL byte (no path may hold one), or None."""
+    if isinstance(node, str) and "\x00" in node:
+        return where
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in items:
+        if isinstance(key, str) and "\x00" in key:
+            return (*where, key)
+        found = _nul_byte(value, (*where, key))
+        if found is not None:
+            return found
+    return None
 
 
 def _non_string_key(node, where: tuple = ()) -> tuple | None:
@@ -418,13 +467,18 @@ def _non_string_key(node, where: tuple = ()) -> tuple | None:
     return None
 
 
-def parse_params(raw: Any, path: str = "params.yaml") -> Params:
-    """Validates an already-loaded params mapping; raises ParamsError with one line."""
+def parse_params(raw: Any, path: str = "params.yaml", *, files: bool = True) -> Params:
+    """Validates an already-loaded params mapping; raises ParamsError with one line. files:
+    also that the folders and files it names are there (data.root, imported weights); off only
+    where a file is checked before the user points it at their data (`vggrepro use`)."""
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
     key = _non_string_key(raw)
     if key is not None:
         raise ParamsError(f"{path}: {_dotted(key)}: the key {key[-1]!r} is not a name; expected text (quote it)")
+    nul = _nul_byte(raw)
+    if nul is not None:
+        raise ParamsError(f"{path}: {_dotted(nul)}: holds a NUL byte; expected text without one")
     bad = _non_finite(raw)
     if bad is not None:
         raise ParamsError(f"{path}: {_dotted(bad)}: {lookup(raw, bad)!r} is not a finite number")
@@ -435,7 +489,7 @@ def parse_params(raw: Any, path: str = "params.yaml") -> Params:
         raise ParamsError(f"{path}: {_schema_message(best)}")
     params = Params(raw=with_defaults(raw), path=path, given=raw)
     try:
-        _check_semantics(params)  # on the runs as written, so a message names them so
+        _check_semantics(params, files)  # on the runs as written, so a message names them so
     except ParamsError as err:
         raise ParamsError(f"{path}: {err}") from None
     if params.seeds is None:
@@ -463,12 +517,17 @@ def with_defaults(raw: dict, schema_node: dict | None = None) -> dict:
     return out
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
+def load_params(path: str | Path = "params.yaml", *, files: bool = True) -> Params:
     path = Path(path)
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ParamsError(f"{path}: no such file; expected the project's params.yaml") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise ParamsError(f"{path}: not UTF-8 text (byte 0x{data[err.start]:02x} at line {line}); expected UTF-8") from None
     try:
         raw = read_yaml(text)
     except DuplicateKeyError as err:
@@ -481,7 +540,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         mark = err.problem_mark
         where = f" at line {mark.line + 1}" if mark else ""
         raise ParamsError(f"{path}: not valid YAML{where}: {err.problem or err}") from None
-    return parse_params(raw, str(path))
+    return parse_params(raw, str(path), files=files)
 
 
 def lookup(raw, keys) -> Any:
