@@ -138,3 +138,15 @@ def test_use_refuses_a_bad_file_and_leaves_params_yaml_alone(tmp_path):
     done = vggrepro("use", "other.yaml", cwd=ws)
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1 and "cycle" in done.stderr
     assert ((ws / "params.yaml").read_text(), (ws / "dvc.yaml").read_text()) == before
+
+
+def test_prepare_refuses_a_training_split_with_no_class_of_two_images(bare):
+    """The held-out slice would be empty: prepare says so before it writes anything, so no
+    engine reaches a train stage (and deletes its outputs) to find out."""
+    params = tiny_params()
+    params["data"]["embedded"]["train_per_class"] = 1
+    (bare / "params.yaml").write_text(yaml.safe_dump(params))
+    done = vggrepro_here("prepare", cwd=bare)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "data: no class of the 6 training images in 6 classes has two" in done.stderr
+    assert not (bare / "data" / "manifest.csv").exists()

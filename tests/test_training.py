@@ -178,9 +178,20 @@ def test_the_held_out_loss_is_the_mean_cross_entropy_and_infinite_on_non_finite_
     assert held([float("nan"), 0.0, 0.0]) == (100.0, float("inf"))
 
 
+def test_every_class_of_two_images_holds_one_out_and_prepare_refuses_a_split_with_none():
+    """A fraction that rounds to nothing still holds one image of each class out (the tiny
+    params do this with 4 images a class); a split where no class has two is refused by
+    prepare's check, before any training output is deleted, and by the split itself."""
+    fit, held = holdout.split(_entries({0: 20, 1: 4, 2: 2, 3: 1}), fraction=0.0003, seed=0)
+    assert [sum(e.label == c for e in held) for c in range(4)] == [1, 1, 1, 0] and len(fit) == 27 - 3
+    holdout.check_classes(_entries({0: 1, 1: 2}))
+    lone = _entries({0: 1, 1: 1, 2: 1})
+    for check in (lambda: holdout.check_classes(lone), lambda: holdout.split(lone, fraction=0.5, seed=0)):
+        with pytest.raises(holdout.DataError, match=r"^data: no class of the 3 training images in 3 classes has two"):
+            check()
+
+
 def test_an_empty_held_out_slice_is_an_error_never_zero_percent():
-    with pytest.raises(ParamsError, match=r"^train.holdout: 0.0003 holds out no image of the 60 training images in 3 classes"):
-        holdout.split(_entries({0: 20, 1: 20, 2: 20}), fraction=0.0003, seed=0)
     zero, one = channels([0.0] * 3), channels([1.0] * 3)
     with pytest.raises(ParamsError, match="the held-out slice is empty"):
         holdout_error(_Scores([1.0, 0.0]), [], device.CPU, mean=zero, std=one)

@@ -19,7 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from vggrepro import paths
-from vggrepro.data import badfiles, datastamp, embedded, embedded_owner, ingest, scan
+from vggrepro.data import badfiles, datastamp, embedded, embedded_owner, holdout, ingest, scan
 from vggrepro.params import Params
 from vggrepro.runtime import io
 
@@ -44,6 +44,7 @@ def run(params: Params) -> dict:
         on_bad_file=data["on_bad_file"],
         workers=data["workers"],
     )
+    holdout.check_classes(dataset.entries)  # before any output: the held-out slice must not be empty
     io.write_text(paths.CLASSES, ingest.classes_csv(dataset.names))
     io.write_text(paths.MANIFEST, ingest.manifest_csv(dataset.entries))
     io.write_text(paths.BAD_FILES, badfiles.csv_text(dataset.bad))
