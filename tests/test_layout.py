@@ -147,7 +147,7 @@ def test_a_default_changed_in_the_schema_takes_effect(tmp_path):
     text = schema_file.read_text()
     text = re.sub(r"(lr_patience: \{.*?default: )2\}", r"\g<1>7}", text)
     text = re.sub(r"(\n        enum: \[scores, posteriors\]\n        default: )scores", r"\1posteriors", text)
-    text = re.sub(r"(changes speed only, never results.\"\n        type: integer\n        minimum: 0\n        default: )2",
+    text = re.sub(r"(changes speed only, never results.\"\n        type: integer\n        minimum: 0\n        maximum: 64\n        default: )2",
                   r"\g<1>0", text, flags=re.I)
     assert text.count("default: 7}") == 1 and "default: posteriors" in text and text != schema_file.read_text()
     schema_file.write_text(text)
