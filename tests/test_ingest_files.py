@@ -585,3 +585,69 @@ def test_prepare_writes_the_manifest_classes_and_bad_files(photos, tmp_path):
     ]
     assert list((project / ".vggrepro/cache").glob("fingerprints-*.csv"))
     assert ingest.read_manifest(project / "data/manifest.csv", "val")[0].width > 0
+
+
+def test_prepare_opens_only_regular_files(photos, tmp_path):
+    """A named pipe, a link to a device and a folder named like images get a not_a_file row
+    each: nothing blocks (a pipe would hold the decoder forever) and nothing is read."""
+    data = tmp_path / "photos"
+    for k, name in enumerate(["tench", "zebra"]):
+        for p in photos[4 * k : 4 * k + 4]:
+            place(p, data / name / p.name.lower())
+    os.mkfifo(data / "tench" / "p.JPEG")
+    (data / "tench" / "zero.JPEG").symlink_to("/dev/zero")
+    (data / "zebra" / "x.JPEG").mkdir()
+    place(photos[0], data / "zebra" / "x.JPEG" / "inside.jpeg")
+    project = tmp_path / "project"
+    project.mkdir()
+    params = tiny_params()
+    params["data"] = {"source": "imagefolder", "root": str(data), "val_fraction": 0.25, "workers": 2}
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    done = vggrepro("prepare", cwd=project)  # the helper's timeout: a blocked read fails the test
+    assert done.returncode == 0, done.stderr
+    rows = (project / "data/bad_files.csv").read_text().splitlines()[1:]
+    assert rows == [
+        "tench/p.JPEG,not_a_file,excluded,\"a named pipe, not a regular file; not read\"",
+        "tench/zero.JPEG,not_a_file,excluded,\"a character device, not a regular file; not read\"",
+        "zebra/x.JPEG/,not_a_file,excluded,a folder named like an image; not read",
+    ], rows
+    assert "inside.jpeg" not in (project / "data/manifest.csv").read_text()
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie (a reparented child may wait for a reaper that never comes)."""
+    try:
+        return (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]) != "Z"
+    except OSError:
+        return False
+
+
+def test_no_decoding_worker_outlives_a_killed_prepare(photos, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    data = tmp_path / "photos"
+    for k in range(2000):
+        place(photos[k % len(photos)], data / f"class{k % 2}" / f"{k}.jpeg")
+    project = tmp_path / "project"
+    project.mkdir()
+    params = tiny_params()
+    params["data"] = {"source": "imagefolder", "root": str(data), "val_fraction": 0.25, "workers": 2}
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    stage = subprocess.Popen([sys.executable, "-m", "vggrepro", "prepare"], cwd=project,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    children: list[int] = []
+    deadline = time.monotonic() + 120
+    while not children and stage.poll() is None and time.monotonic() < deadline:
+        listed = Path(f"/proc/{stage.pid}/task/{stage.pid}/children")
+        children = [int(p) for p in listed.read_text().split()] if listed.exists() else []
+        time.sleep(0.05)
+    assert children, "prepare ended or never started its decoding workers"
+    stage.send_signal(signal.SIGKILL)
+    stage.wait()
+    # At once: torch's own watchdog looks every 5 s, between tasks.
+    deadline = time.monotonic() + 2
+    while any(map(_alive, children)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not any(map(_alive, children)), [p for p in children if _alive(p)]

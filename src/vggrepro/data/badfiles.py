@@ -40,6 +40,7 @@ KINDS = {
     "unreadable": EXCLUDED,  # opening or reading it failed (permissions, I/O)
     "symlink_loop": EXCLUDED,  # a link that resolves to itself, or to a folder above it
     "broken_link": EXCLUDED,  # a link to nothing
+    "not_a_file": EXCLUDED,  # a pipe, socket, device or folder named like an image: never opened
     "missing": EXCLUDED,  # listed by the val labels (CSV or devkit), no such file
     "unlabelled": EXCLUDED,  # an image outside any class folder, or a flat val image with no label
     "unsupported_format": EXCLUDED,  # an image format not read here (.bmp, .gif, .tif, ...)

@@ -47,6 +47,7 @@ from tqdm import tqdm
 from vggrepro import paths
 from vggrepro.data import badfiles, images
 from vggrepro.runtime import io
+from vggrepro.runtime.signals import die_with_parent
 
 CACHE_DIR = Path(paths.FINGERPRINT_CACHE_DIR)  # relative to the project root, where the stages run
 CACHE_FORMAT = 2  # bump when a cached field changes meaning (2: inode and ctime in the key)
@@ -138,9 +139,16 @@ def probe_all(paths: list[str], workers: int) -> Iterator[Fingerprint]:
     if workers == 0 or len(paths) < MIN_FOR_WORKERS:
         yield from map(probe, paths)
         return
-    loader = torch.utils.data.DataLoader(_Probes(paths), batch_size=CHUNK, num_workers=workers, collate_fn=_as_list)
+    loader = torch.utils.data.DataLoader(
+        _Probes(paths), batch_size=CHUNK, num_workers=workers, collate_fn=_as_list,
+        worker_init_fn=_die_with_parent,  # a killed prepare leaves no worker behind
+    )
     for batch in loader:
         yield from batch
+
+
+def _die_with_parent(worker_id: int) -> None:
+    die_with_parent()
 
 
 Stat = tuple[int, int, int, int]  # (st_size, st_mtime_ns, st_ino, st_ctime_ns): the key beside the path

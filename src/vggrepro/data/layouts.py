@@ -42,6 +42,7 @@ In every layout:
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -141,10 +142,17 @@ class _Walker:
                 what = "folder, not read" if is_dir else "file, not read"
                 self.layout.bad.append(BadFile(printable(rel) + ("/" if is_dir else ""), "bad_name", f"a {what}: its name is not UTF-8"))
                 continue
-            if is_dir:
+            if is_dir and lower.endswith(IMAGE_SUFFIXES):
+                self.layout.bad.append(BadFile(rel + "/", "not_a_file", "a folder named like an image; not read"))
+            elif is_dir:
                 folders.append(Path(entry.path))
             elif lower.endswith(IMAGE_SUFFIXES):
-                files.append(rel)
+                # Only regular files are opened: a named pipe would block the decoder forever,
+                # a device (a link to /dev/zero) would be read without end. stat, not open.
+                if _is_file(entry):
+                    files.append(rel)
+                else:
+                    self.layout.bad.append(BadFile(rel, "not_a_file", f"a {_kind(entry)}, not a regular file; not read"))
             elif lower.endswith(UNSUPPORTED_SUFFIXES):
                 suffix = "." + entry.name.rsplit(".", 1)[-1]
                 self.layout.bad.append(
@@ -205,6 +213,26 @@ class _Walker:
         chain = self.chain(folder)
         if chain is not None:
             self.layout.images += [Candidate(split, p, wnid) for p in self.images(folder, chain)]
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_file()  # follows a link; a pipe, socket or device is not a file
+    except OSError:
+        return False
+
+
+def _kind(entry: os.DirEntry) -> str:
+    """What a non-regular entry is, for its row."""
+    try:
+        mode = os.stat(entry.path).st_mode
+    except OSError:
+        return "entry that cannot be examined"
+    for test, name in ((stat.S_ISFIFO, "named pipe"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
+                       (stat.S_ISBLK, "block device")):
+        if test(mode):
+            return name
+    return "special file"
 
 
 def _is_dir(entry: os.DirEntry) -> bool:

@@ -22,6 +22,7 @@ from torchvision.transforms.v2 import functional as TF
 from vggrepro.data.images import decode, rescale
 from vggrepro.data.ingest import DatasetError, Entry
 from vggrepro.params import Params
+from vggrepro.runtime.signals import die_with_parent
 
 PREFETCH = 4  # batches each worker keeps ready: enough to hide a slow file, small in memory
 IMAGES_PER_TASK = 16  # whole images a worker decodes before handing them back (scaled_images)
@@ -158,8 +159,10 @@ def _yield_to_the_step(worker_id: int) -> None:
 def _ignore_stop_signals(worker_id: int) -> None:
     """Ctrl-C reaches the whole process group: the stage saves its progress and stops the
     workers itself. SIGTERM stays fatal: it is how the loader (and Python's exit) stops a worker
-    that does not answer; the stage tells a worker killed by SIGTERM from a failure."""
+    that does not answer; the stage tells a worker killed by SIGTERM from a failure. And the
+    worker dies with the stage (die_with_parent)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent()
 
 
 def one_line_errors(batches: Iterable[Any]) -> Iterator[Any]:

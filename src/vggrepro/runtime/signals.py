@@ -37,3 +37,22 @@ class StopSignals:
 
     def name(self) -> str:
         return signal.Signals(self.received).name if self.received is not None else ""
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent() -> None:
+    """Run in a worker process: the kernel sends it SIGKILL when its parent dies (Linux), so a
+    worker stuck in a read (a hung network file system) cannot outlive a killed stage. torch's
+    own watchdog only looks between tasks. Elsewhere a no-op."""
+    import ctypes
+    import os
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the call: nobody is left to signal us
+        os._exit(1)
