@@ -39,3 +39,29 @@ def test_the_worker_count_changes_no_bit(dataset):
 def test_no_training_images_is_one_line(tmp_path):
     with pytest.raises(DatasetError, match="no training images"):
         rgb_moments(tmp_path, [], workers=0)
+
+
+def test_one_large_image_costs_its_bytes_not_four_times_them(tmp_path):
+    """A 6,000 x 6,000 PNG (108 MB decoded) summed in slices: the worker's peak stays far below
+    the 1.6 GB that widening the whole image to int32 and squaring it took (a 13,300 x 13,300
+    PNG, just under images.MAX_PIXELS, peaked at 8.7 GB before, 1.1 GB now)."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    from vggrepro.data.ingest import Entry
+
+    Image.new("RGB", (6000, 6000), (120, 60, 30)).save(tmp_path / "big.png", compress_level=1)
+    rows = [Entry("train", "big.png", "a", 0)]
+    mean, _, pixels = rgb_moments(tmp_path, rows, workers=0)
+    assert pixels == 36_000_000 and mean == [120.0, 60.0, 30.0]
+    probe = (
+        "import resource, sys; from pathlib import Path; from vggrepro.data.ingest import Entry; "
+        "from vggrepro.stages.mean_rgb import rgb_moments; "
+        f"rgb_moments(Path({str(tmp_path)!r}), [Entry('train', 'big.png', 'a', 0)], workers=1); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"  # the worker's, in KiB
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout.split()[-1]) < 800_000, done.stdout

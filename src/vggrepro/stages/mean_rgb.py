@@ -25,6 +25,7 @@ from vggrepro.params import Params
 from vggrepro.runtime import io
 
 IMAGES_PER_TASK = 64  # images a worker sums before handing back three small tensors
+PIXELS_PER_SLICE = 1 << 22  # pixels of one image widened at a time
 
 
 class PixelSums(Dataset):
@@ -37,9 +38,15 @@ class PixelSums(Dataset):
         return len(self.files)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        x = images.decode(self.root / self.files.path(i)).flatten(1).to(torch.int32)
-        pixels = torch.full((3,), x.shape[1], dtype=torch.int64)
-        return torch.stack([x.sum(1, dtype=torch.int64), (x * x).sum(1, dtype=torch.int64), pixels])
+        x = images.decode(self.root / self.files.path(i)).flatten(1)
+        sums, squares = torch.zeros(3, dtype=torch.int64), torch.zeros(3, dtype=torch.int64)
+        # In slices: a whole 177-megapixel image (images.MAX_PIXELS) widened to int32 and squared
+        # took 4 GB beside its 0.5 GB of bytes; a slice takes 2 x 48 MB.
+        for start in range(0, x.shape[1], PIXELS_PER_SLICE):
+            part = x[:, start : start + PIXELS_PER_SLICE].to(torch.int32)
+            sums += part.sum(1, dtype=torch.int64)
+            squares += (part * part).sum(1, dtype=torch.int64)
+        return torch.stack([sums, squares, torch.full((3,), x.shape[1], dtype=torch.int64)])
 
 
 def add_sums(items: list[torch.Tensor]) -> torch.Tensor:
