@@ -150,3 +150,15 @@ def test_prepare_refuses_a_training_split_with_no_class_of_two_images(bare):
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "data: no class of the 6 training images in 6 classes has two" in done.stderr
     assert not (bare / "data" / "manifest.csv").exists()
+
+
+def test_a_stage_run_by_hand_writes_its_own_knob_and_code_files(tmp_path):
+    """The README's "any stage can be run by hand" holds in a fresh clone: no validate first."""
+    from conftest import make_project
+
+    project = make_project(tmp_path / "p", tiny_params())
+    for args in (["prepare"], ["mean_rgb"], ["train", "--run", "A_256"]):
+        done = vggrepro_here(*args, cwd=project)
+        assert done.returncode == 0, (args, done.stderr)
+    assert (project / ".vggrepro/knobs/train_A_256.json").is_file()
+    assert (project / ".vggrepro/code/train_A_256.txt").read_text().count("src/vggrepro/") > 5

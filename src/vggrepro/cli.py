@@ -185,11 +185,16 @@ def _stage(args) -> int:
         if swept:
             raise ParamsError(f"{args.params}: runs.{run}: swept over seeds; expected one of {', '.join(swept)}")
         raise ParamsError(f"{args.params}: runs.{run}: no such run (expected one of {', '.join(params.runs)})")
-    from vggrepro.engine import outputs_record, registry
+    from vggrepro.engine import guard, outputs_record, registry
     from vggrepro.stages import StageRun, lock_stage, run_stage
 
     name = paths.stage_name(args.command, run)
     stage = next(s for s in registry.build(params) if s.name == name)
+    # A stage run by hand needs no `vggrepro validate --write-knobs` first: its knob and code
+    # digest files (its view of params.yaml and its code) are brought up to date here, as the
+    # engines' check does, rewritten only where they changed.
+    guard.write_knobs(params, [stage])
+    guard.write_code_digests([stage])
     with lock_stage(name) as locked:
         result = run_stage(args.command, params, StageRun(name, tuple(stage.deps)), run)
         if locked:  # the stage command itself, not a process under its torchrun
