@@ -651,3 +651,29 @@ def test_no_decoding_worker_outlives_a_killed_prepare(photos, tmp_path):
     while any(map(_alive, children)) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not any(map(_alive, children)), [p for p in children if _alive(p)]
+
+
+def test_the_same_bytes_in_train_and_val_get_a_row_and_a_broken_class_link_stops_prepare(photos, tmp_path):
+    data = tmp_path / "photos"
+    for split in ("train", "val"):
+        for k, name in enumerate(["tench", "zebra"]):
+            for p in photos[4 * k + (split == "val") * 2 : 4 * k + 2 + (split == "val") * 2]:
+                place(p, data / split / name / p.name.lower())
+    place(photos[0], data / "val" / "zebra" / "copy.jpeg")  # tench's training image, under another label
+    project = tmp_path / "project"
+    project.mkdir()
+    params = tiny_params()
+    params["data"] = {"source": "imagefolder", "root": str(data), "workers": 0}
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    done = vggrepro("prepare", cwd=project)
+    assert done.returncode == 0, done.stderr
+    rows = (project / "data/bad_files.csv").read_text().splitlines()[1:]
+    assert rows == [f"val/zebra/copy.jpeg,duplicate_across_splits,kept,the same bytes as training image "
+                    f"train/tench/{photos[0].name.lower()}; kept"], rows
+    assert "val/zebra/copy.jpeg" in (project / "data/manifest.csv").read_text()
+    (data / "train" / "perch").symlink_to(tmp_path / "gone")  # sorts between tench and zebra
+    before = (project / "data/classes.csv").read_text()
+    done = vggrepro("prepare", cwd=project)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "train/perch: a class folder that cannot be followed" in done.stderr
+    assert (project / "data/classes.csv").read_text() == before

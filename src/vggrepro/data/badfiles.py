@@ -7,6 +7,8 @@ Every image prepare did not read as a plain 8-bit RGB file gets a row in data/ba
   it, its header claims too many pixels, it has no label, or it is hidden);
 - converted: in the manifest, decoded to 8-bit RGB by that same decoder, upright;
 - ignored: not an image file (its suffix is none of the image formats below);
+- kept: in the manifest as it is, but worth knowing (a val image whose bytes a training image
+  has: a net may have learnt it);
 - kept_class: a class folder (or a class of the synset list) with no usable training image.
   It stays in the class list, so no later label shifts (torchvision's ImageFolder labels every
   class folder too); it just cannot be learnt.
@@ -29,7 +31,7 @@ import io
 from collections import Counter
 from dataclasses import dataclass
 
-EXCLUDED, CONVERTED, IGNORED, KEPT_CLASS = "excluded", "converted", "ignored", "kept_class"
+EXCLUDED, CONVERTED, IGNORED, KEPT_CLASS, KEPT = "excluded", "converted", "ignored", "kept_class", "kept"
 KINDS = {
     "empty_file": EXCLUDED,  # zero bytes
     "not_an_image": EXCLUDED,  # neither JPEG, PNG, GIF nor WebP data, whatever the name says
@@ -55,9 +57,10 @@ KINDS = {
     "16bit": CONVERTED,  # 16-bit samples scaled to 8 bits (the top byte)
     "exif_rotated": CONVERTED,  # EXIF orientation applied: the manifest's width and height are upright
     "other_file": IGNORED,
+    "duplicate_across_splits": KEPT,  # a val image whose bytes a training image has (any label)
 }
 # A file's action in the summary: its strongest row's (a converted file later excluded counts once).
-_PRECEDENCE = (EXCLUDED, CONVERTED, IGNORED)
+_PRECEDENCE = (EXCLUDED, CONVERTED, IGNORED, KEPT)
 COLUMNS = ("path", "kind", "action", "detail")
 
 

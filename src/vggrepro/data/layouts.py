@@ -130,6 +130,11 @@ class _Walker:
                 try:
                     os.stat(entry.path)
                 except OSError as err:
+                    if of_classes and not lower.endswith(IMAGE_SUFFIXES):  # a class folder, as far as one can tell
+                        raise DatasetError(
+                            f"{printable(entry.path)}: a class folder that cannot be followed ({err.strerror or err}); "
+                            "fix or remove the link (leaving the class out would shift every later label)"
+                        ) from None
                     self.layout.bad.append(from_os_error(printable(rel), err))
                     continue
             is_dir = _is_dir(entry)

@@ -88,7 +88,21 @@ def read_dataset(
         key=lambda e: (e.split != "train", e.path),
     )
     _check_splits(root, entries, val_fraction)
+    bad += duplicates_across_splits(entries)
     return Dataset(entries, dict(layout.names), sorted(bad), decoded=decoded, cached=cached)
+
+
+def duplicates_across_splits(entries: list[Entry]) -> list[BadFile]:
+    """A row for each val image whose bytes a training image has (under any label): kept, as
+    the dataset has it, but a net may have learnt that very image, so the report says so."""
+    trained: dict[str, str] = {}
+    for e in entries:
+        if e.split == "train":
+            trained.setdefault(e.blake2b, e.path)
+    return [
+        BadFile(e.path, "duplicate_across_splits", f"the same bytes as training image {trained[e.blake2b]}; kept")
+        for e in entries if e.split != "train" and e.blake2b in trained
+    ]
 
 
 def _fingerprint(

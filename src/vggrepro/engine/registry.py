@@ -145,7 +145,8 @@ def build(params: Params) -> list[Stage]:
             "report",
             None,
             # The posteriors too: the findings' intervals are over images.
-            [*(p for n in runs for p in (paths.eval_metrics(n), paths.train_log(n))), paths.FUSION_METRICS,
+            # bad_files.csv: the report's data line counts val images a training image duplicates
+            [*(p for n in runs for p in (paths.eval_metrics(n), paths.train_log(n))), paths.FUSION_METRICS, paths.BAD_FILES,
              *(paths.protocol_posteriors(n, p) for n in runs for p in _protocols(n, multi_crop)),
              *(paths.fused(f) for f, members in fusions.items() if members)],
             ["seed", *(["seeds"] if params.seeds else []), *data_keys, "model", "geometry", *train_keys, "augment",

@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 
 from vggrepro import __version__, paths
+from vggrepro.data import badfiles
 from vggrepro.metrics import true_class_rank
 from vggrepro.params import PAPER_CROP, PAPER_HEAD_WIDTH, Params
 from vggrepro.report import figures, findings, paper, tables
@@ -87,6 +88,11 @@ def _settings(params: Params) -> list[str]:
     missing = [x for x, on in (("flip", aug["flip"]), ("colour shift", aug["colour_shift"] > 0)) if not on]
     computed = sorted({_read(paths.eval_metrics(n)).get("compute", "cpu, fp32") for n in runs})
     lines = [f"- Data: {data_line}."]
+    duplicates = sum(r.kind == "duplicate_across_splits" for r in badfiles.read_csv(_read(paths.BAD_FILES)))
+    if duplicates:
+        lines.append(f"- Data: {duplicates:,} val image(s) have the bytes of a training image (listed in "
+                     f"{paths.BAD_FILES} as duplicate_across_splits); they are scored as the others, so a net "
+                     "may have learnt them.")
     if crop != PAPER_CROP:
         lines.append(f"- Geometry: crop {crop} px (paper: {PAPER_CROP}); every S and Q scaled by {crop}/{PAPER_CROP} "
                      f"and rounded ({scaled} px).")
