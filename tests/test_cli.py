@@ -162,3 +162,21 @@ def test_a_stage_run_by_hand_writes_its_own_knob_and_code_files(tmp_path):
         assert done.returncode == 0, (args, done.stderr)
     assert (project / ".vggrepro/knobs/train_A_256.json").is_file()
     assert (project / ".vggrepro/code/train_A_256.txt").read_text().count("src/vggrepro/") > 5
+
+
+def test_a_stage_run_by_hand_refuses_an_image_changed_since_prepare(tmp_path):
+    """The engines rerun prepare when the folder changes; by hand, train would read an image
+    the manifest does not describe. It stops with one line before writing anything."""
+    from conftest import make_project
+
+    project = make_project(tmp_path / "p", tiny_params())
+    for args in (["prepare"], ["mean_rgb"]):
+        assert vggrepro_here(*args, cwd=project).returncode == 0
+    image = next((project / "data/embedded/train").rglob("*.JPEG"))
+    image.write_bytes(image.read_bytes()[:-1] + b"\0")  # the same size, other bytes
+    done = vggrepro_here("train", "--run", "A_256", cwd=project)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "changed since prepare (an image replaced, added or removed); rerun prepare" in done.stderr
+    assert not (project / "runs").exists()
+    assert vggrepro_here("prepare", cwd=project).returncode == 0
+    assert vggrepro_here("train", "--run", "A_256", cwd=project).returncode == 0

@@ -103,6 +103,9 @@ FUSION_METRICS = f"{FUSION_DIR}/metrics.json"
 STATE_DIR = ".vggrepro"
 # The dataset folder's stamp (vggrepro.data.datastamp): an input of prepare.
 DATA_STAMP = f"{STATE_DIR}/data-stamp.json"
+# The stamp of the folder as the last prepare read it: a stage run by hand checks the folder
+# against it before it reads an image (vggrepro.data.datastamp.check_unchanged_since_prepare).
+PREPARED_STAMP = f"{STATE_DIR}/prepared-stamp.json"
 # What the last full pre-run check read (vggrepro.engine.guard), so DVC's validate can skip it.
 VALIDATED = f"{STATE_DIR}/validated.json"
 # What `vggrepro use` replaced.

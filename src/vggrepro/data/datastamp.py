@@ -104,3 +104,26 @@ def write(root: str | Path, source: str) -> bool:
         return False
     io.write_text(target, text)
     return True
+
+
+def record_prepared() -> None:
+    """prepare, once it has read the folder: the stamp it read (DATA_STAMP, written as it
+    started) is the folder its manifest describes."""
+    text = Path(paths.DATA_STAMP).read_text()
+    target = Path(paths.PREPARED_STAMP)
+    if not (target.is_file() and target.read_text() == text):
+        io.write_text(target, text)
+
+
+def check_unchanged_since_prepare(root: str | Path, source: str) -> None:
+    """Before a stage reads an image: the folder is the one prepare read, by a fresh stamp (one
+    stat per file, no reading). The engines rerun prepare on any change before they get here; a
+    stage run by hand would otherwise train on an image the manifest does not describe. Without
+    prepare's record (a workspace whose .vggrepro/ was deleted) the engines' last stamp stands in."""
+    from vggrepro.data.ingest import DatasetError
+
+    record = next((Path(p) for p in (paths.PREPARED_STAMP, paths.DATA_STAMP) if Path(p).is_file()), None)
+    if record is None:
+        raise DatasetError(f"{root}: no record of the folder prepare read; rerun prepare")
+    if json.loads(record.read_text()) != stamp(root, source):
+        raise DatasetError(f"{root}: changed since prepare (an image replaced, added or removed); rerun prepare")

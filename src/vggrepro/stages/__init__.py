@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Iterator
 
 from vggrepro import paths
+from vggrepro.data import datastamp
 from vggrepro.params import Params
 from vggrepro.runtime.errors import Error
 from vggrepro.runtime.locks import holder_of, try_lock, write_holder
@@ -66,10 +67,15 @@ def lock_stage(name: str) -> Iterator[bool]:
         os.close(fd)
 
 
+READS_IMAGES = ("mean_rgb", "train", "evaluate")  # the stages that open the dataset's images after prepare
+
+
 def run_stage(kind: str, params: Params, stage: StageRun, run: str | None = None) -> dict:
     """Runs one stage of kind `kind` (prepare, mean_rgb, train, evaluate, fuse, report)."""
     import torch  # here: the engines import this package's siblings and need no torch
 
     torch.set_num_threads(params.raw["threads"])  # results are bitwise repeatable per thread count
+    if kind in READS_IMAGES:  # before anything is written: run by hand, no engine checked the folder
+        datastamp.check_unchanged_since_prepare(params.data_root, params.raw["data"]["source"])
     module = importlib.import_module(f"{__name__}.{kind}")
     return module.run(params, run, stage=stage) if run is not None else module.run(params)

@@ -48,6 +48,7 @@ def run(params: Params) -> dict:
     io.write_text(paths.CLASSES, ingest.classes_csv(dataset.names))
     io.write_text(paths.MANIFEST, ingest.manifest_csv(dataset.entries))
     io.write_text(paths.BAD_FILES, badfiles.csv_text(dataset.bad))
+    datastamp.record_prepared()
     return dataset.summary()
 
 
