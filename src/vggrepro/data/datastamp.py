@@ -122,6 +122,8 @@ def check_unchanged_since_prepare(root: str | Path, source: str) -> None:
     prepare's record (a workspace whose .vggrepro/ was deleted) the engines' last stamp stands in."""
     from vggrepro.data.ingest import DatasetError
 
+    if not Path(paths.MANIFEST).is_file():
+        return  # nothing prepared yet: the stage says so, naming the manifest
     record = next((Path(p) for p in (paths.PREPARED_STAMP, paths.DATA_STAMP) if Path(p).is_file()), None)
     if record is None:
         raise DatasetError(f"{root}: no record of the folder prepare read; rerun prepare")
