@@ -185,6 +185,7 @@ def _stage(args) -> int:
         if swept:
             raise ParamsError(f"{args.params}: runs.{run}: swept over seeds; expected one of {', '.join(swept)}")
         raise ParamsError(f"{args.params}: runs.{run}: no such run (expected one of {', '.join(params.runs)})")
+    from vggrepro.data import embedded_owner
     from vggrepro.engine import guard, outputs_record, registry
     from vggrepro.stages import StageRun, lock_stage, run_stage
 
@@ -193,6 +194,7 @@ def _stage(args) -> int:
     # A stage run by hand needs no `vggrepro validate --write-knobs` first: its knob and code
     # digest files (its view of params.yaml and its code) are brought up to date here, as the
     # engines' check does, rewritten only where they changed.
+    embedded_owner.check(params)  # as the engines' check does first: a refused folder changes no file
     guard.write_knobs(params, [stage])
     guard.write_code_digests([stage])
     with lock_stage(name) as locked:

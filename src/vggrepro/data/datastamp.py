@@ -106,26 +106,38 @@ def write(root: str | Path, source: str) -> bool:
     return True
 
 
-def record_prepared() -> None:
-    """prepare, once it has read the folder: the stamp it read (DATA_STAMP, written as it
-    started) is the folder its manifest describes."""
-    text = Path(paths.DATA_STAMP).read_text()
+def _sizes_and_times(root: Path, source: str) -> dict:
+    """{"files", "digest"} of every file's path, size and mtime: what a hand run compares. A
+    copy of the dataset that keeps times (cp -p, shutil.copytree) compares equal; the inode and
+    ctime, which the engines' stamp holds too, would not."""
+    root = Path(root).expanduser()
+
+    def named(path: str) -> str:  # files looked for beside the root are named from it
+        return os.path.relpath(path, root) if os.path.isabs(path) else path
+
+    rows = [f"{named(path)}\0{size}\0{mtime}\n" for path, size, mtime, *_ in _rows(root, source)]
+    digest = hashlib.blake2b("".join(rows).encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
+    return {"files": len(rows), "digest": digest}
+
+
+def record_prepared(root: str | Path, source: str) -> None:
+    """prepare, once it has read the folder: its files' sizes and times, for hand runs."""
+    text = json.dumps(_sizes_and_times(root, source), indent=1, sort_keys=True) + "\n"
     target = Path(paths.PREPARED_STAMP)
     if not (target.is_file() and target.read_text() == text):
         io.write_text(target, text)
 
 
 def check_unchanged_since_prepare(root: str | Path, source: str) -> None:
-    """Before a stage reads an image: the folder is the one prepare read, by a fresh stamp (one
-    stat per file, no reading). The engines rerun prepare on any change before they get here; a
-    stage run by hand would otherwise train on an image the manifest does not describe. Without
-    prepare's record (a workspace whose .vggrepro/ was deleted) the engines' last stamp stands in."""
+    """Before a stage reads an image: every file of the folder has the size and mtime it had
+    when prepare read it (one stat per file, no reading). The engines rerun prepare on any change
+    before they get here; a stage run by hand would otherwise read an image the manifest does not
+    describe. Without prepare's record (.vggrepro/ deleted) there is nothing to compare: the
+    engines' own stamp still guards their runs."""
     from vggrepro.data.ingest import DatasetError
 
-    if not Path(paths.MANIFEST).is_file():
-        return  # nothing prepared yet: the stage says so, naming the manifest
-    record = next((Path(p) for p in (paths.PREPARED_STAMP, paths.DATA_STAMP) if Path(p).is_file()), None)
-    if record is None:
-        raise DatasetError(f"{root}: no record of the folder prepare read; rerun prepare")
-    if json.loads(record.read_text()) != stamp(root, source):
+    record = Path(paths.PREPARED_STAMP)
+    if not record.is_file() or not Path(paths.MANIFEST).is_file():
+        return  # nothing prepared yet (the stage names the missing manifest), or no record
+    if json.loads(record.read_text()) != _sizes_and_times(root, source):
         raise DatasetError(f"{root}: changed since prepare (an image replaced, added or removed); rerun prepare")

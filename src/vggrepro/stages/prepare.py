@@ -48,7 +48,7 @@ def run(params: Params) -> dict:
     io.write_text(paths.CLASSES, ingest.classes_csv(dataset.names))
     io.write_text(paths.MANIFEST, ingest.manifest_csv(dataset.entries))
     io.write_text(paths.BAD_FILES, badfiles.csv_text(dataset.bad))
-    datastamp.record_prepared()
+    datastamp.record_prepared(root, data["source"])
     return dataset.summary()
 
 
