@@ -362,7 +362,9 @@ def run(params: Params) -> dict:
             for base in curves(params)
         }
     def first_seed(df: pd.DataFrame) -> pd.DataFrame:  # a figure draws one seed's runs
-        return df[[params.runs[r].seed in (None, params.seeds[0] if params.seeds else None) for r in df["run"]]]
+        if params.seeds is None:
+            return df
+        return df[df["run"].map(lambda r: params.runs[r].seed == params.seeds[0]).astype(bool)]
 
     drawn["error-vs-depth"] = figures.error_vs_depth(first_seed(frames[3]))
     drawn["error-vs-scale"] = figures.error_vs_scale(first_seed(frames[3]), first_seed(frames[4]))
