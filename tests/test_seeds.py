@@ -137,3 +137,17 @@ def test_a_swept_run_named_as_written_says_which_names_it_has(tmp_path):
     (tmp_path / "params.yaml").write_text(__import__("yaml").safe_dump(sweep(seeds=[0, 4])))
     done = vggrepro_here("train", "--run", "B_jit", cwd=tmp_path)
     assert done.returncode == 2 and "runs.B_jit: swept over seeds; expected one of B_jit_seed0, B_jit_seed4" in done.stderr, done
+
+
+def test_a_summary_figure_draws_the_first_seed_and_an_empty_table_keeps_its_columns():
+    import pandas as pd
+
+    from vggrepro.stages.report import first_seed
+
+    swept = parse_params(sweep(seeds=[2, 5]))
+    t3 = pd.DataFrame({"run": ["A_256_seed2", "A_256_seed5", "B_jit_seed2"], "top-1 err": [1.0, 2.0, 3.0]})
+    assert first_seed(swept, t3)["run"].tolist() == ["A_256_seed2", "B_jit_seed2"]
+    empty = pd.DataFrame(columns=["run", "method", "top-1 err"])  # Table 5 of a grid with no multi-crop run
+    assert list(first_seed(swept, empty).columns) == ["run", "method", "top-1 err"]
+    alone = parse_params(copy.deepcopy(tiny_params()))
+    assert first_seed(alone, empty) is empty and first_seed(alone, t3) is t3

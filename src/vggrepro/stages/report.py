@@ -53,6 +53,14 @@ def curves(params: Params) -> list[str]:
     return list(dict.fromkeys(r.base for r in params.runs.values()))
 
 
+def first_seed(params: Params, df: pd.DataFrame) -> pd.DataFrame:
+    """A table's rows that a summary figure draws: in a sweep, the first seed's runs (a boolean
+    mask: an empty table keeps its columns); otherwise all of them."""
+    if params.seeds is None:
+        return df
+    return df[df["run"].map(lambda r: params.runs[r].seed == params.seeds[0]).astype(bool)]
+
+
 def epochs_trained(run: str) -> int:
     """Epochs the run trained (the schedule may stop before max_epochs): its log's lines."""
     return len(_read(paths.train_log(run)))
@@ -361,14 +369,9 @@ def run(params: Params) -> dict:
             )
             for base in curves(params)
         }
-    def first_seed(df: pd.DataFrame) -> pd.DataFrame:  # a figure draws one seed's runs
-        if params.seeds is None:
-            return df
-        return df[df["run"].map(lambda r: params.runs[r].seed == params.seeds[0]).astype(bool)]
-
-    drawn["error-vs-depth"] = figures.error_vs_depth(first_seed(frames[3]))
-    drawn["error-vs-scale"] = figures.error_vs_scale(first_seed(frames[3]), first_seed(frames[4]))
-    drawn["protocols"] = figures.protocols_side_by_side(first_seed(frames[5]))
+    drawn["error-vs-depth"] = figures.error_vs_depth(first_seed(params, frames[3]))
+    drawn["error-vs-scale"] = figures.error_vs_scale(first_seed(params, frames[3]), first_seed(params, frames[4]))
+    drawn["protocols"] = figures.protocols_side_by_side(first_seed(params, frames[5]))
     for name, png in drawn.items():
         io.write_bytes(out.figure(name), png)
     io.write_text(out.markdown, render(params, frames))
