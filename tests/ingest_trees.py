@@ -127,6 +127,8 @@ def bad_tree(photos: list[Path], root: Path) -> dict[str, str]:
     save("not_an_image", f"train/{c[0]}/text.JPEG", lambda p: p.write_text("just some text, not an image\n"))
     # 20000 x 9000 = 180M pixels: just above the limit, so even a broken check would only cost 540 MB
     save("too_large", f"train/{c[0]}/bomb.JPEG", lambda p: p.write_bytes(huge_header_jpeg(20000, 9000)))
+    # 20 x 400: a thin strip, rescaled to Q it would hold 20 Q x Q squares
+    save("too_elongated", f"train/{c[0]}/strip.png", lambda p: Image.new("RGB", (400, 20), (20, 90, 200)).save(p))
     save("wrong_suffix", f"train/{c[1]}/png_inside.JPEG", lambda p: photo.save(p, format="PNG"))
     save("cmyk", f"train/{c[1]}/cmyk.JPEG", lambda p: photo.convert("CMYK").save(p, format="JPEG", quality=95))
     save("hidden", f"train/{c[1]}/._cmyk.JPEG", lambda p: photo.save(p, format="JPEG"))  # macOS's AppleDouble

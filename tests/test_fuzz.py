@@ -9,6 +9,7 @@ import random
 from pathlib import Path
 
 import yaml
+from PIL import Image
 
 from conftest import tiny_params, vggrepro_here
 from ingest_trees import huge_header_jpeg, place, synthetic_photos
@@ -139,16 +140,21 @@ def _bomb(folder: Path, photo: Path) -> None:
     (folder / "bomb.jpeg").write_bytes(huge_header_jpeg(20000, 9000))
 
 
+def _strip(folder: Path, photo: Path) -> None:
+    Image.new("RGB", (40, 2), (30, 200, 30)).save(folder / "strip.png")
+
+
 def _bad_name(folder: Path, photo: Path) -> None:
     place(photo, Path(os.fsdecode(os.fsencode(folder) + b"/caf\xe9.jpeg")))
 
 
 ENTRIES = {
     "fifo": _fifo, "device": _device, "folder": _folder, "dangling": _dangling, "empty": _empty,
-    "truncated": _truncated, "text": _text, "bomb": _bomb, "bad_name": _bad_name,
+    "truncated": _truncated, "text": _text, "bomb": _bomb, "strip": _strip, "bad_name": _bad_name,
 }
 EXPECTED = {
     "fifo": "pipe.JPEG,not_a_file", "device": "zero.JPEG,not_a_file", "folder": "dir.JPEG/,not_a_file",
     "dangling": "dangling.JPEG,broken_link", "empty": "empty.jpeg,empty_file", "truncated": "cut.jpeg,",
-    "text": "notes.jpeg,not_an_image", "bomb": "bomb.jpeg,too_large", "bad_name": ",bad_name,",
+    "text": "notes.jpeg,not_an_image", "bomb": "bomb.jpeg,too_large", "strip": "strip.png,too_elongated",
+    "bad_name": ",bad_name,",
 }

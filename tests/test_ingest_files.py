@@ -148,6 +148,7 @@ def test_every_bad_file_kind_is_converted_or_excluded_with_a_reason(any_photos, 
         (made["empty_file"], "empty_file", "excluded"),
         (made["not_an_image"], "not_an_image", "excluded"),
         (made["too_large"], "too_large", "excluded"),
+        (made["too_elongated"], "too_elongated", "excluded"),
         (made["wrong_suffix"], "wrong_suffix", "converted"),
         (made["cmyk"], "cmyk", "converted"),
         (made["hidden"], "hidden", "excluded"),
@@ -172,10 +173,14 @@ def test_every_bad_file_kind_is_converted_or_excluded_with_a_reason(any_photos, 
     assert {(p, k, r.action) for (p, k), r in rows.items()} == expected
     summary = dataset.summary()
     # files once each, by their final action; the two empty classes and the folder loop are no files
-    assert (summary["excluded"], summary["converted"], summary["ignored"], summary["empty_classes"]) == (12, 7, 1, 2)
+    assert (summary["excluded"], summary["converted"], summary["ignored"], summary["empty_classes"]) == (13, 7, 1, 2)
     assert summary["bad_files"]["symlink_loop"] == 3 and summary["classes"] == 8  # the empty classes are classes
     assert rows[(made["too_large"], "too_large")].detail == (
         "the header claims 180,000,000 pixels, above the limit of 178,956,970 (PIL's decompression-bomb threshold); not decoded"
+    )
+    assert rows[(made["too_elongated"], "too_elongated")].detail == (
+        "400x20: the long side is 20.0 times the short one, above the limit of 16 (the rescale to S or Q sets the "
+        "short side); not decoded"
     )
     assert not [r.detail for r in dataset.bad if ".cpp" in r.detail or "/__w/" in r.detail]  # no build paths
 
@@ -230,6 +235,24 @@ def test_a_huge_header_is_refused_before_decoding(tmp_path, monkeypatch):
     with pytest.raises(images.TooLarge, match=r"claims 60000x60000 = 3,600,000,000 pixels"):
         images.read_header(bomb.read_bytes())  # our limit, whatever PIL's setting
     assert images.read_header(huge_header_jpeg(2000, 1000)).width == 2000  # below the limit: read
+
+
+def test_an_elongated_image_is_refused_from_its_header_or_else_from_its_decoded_size(tmp_path, monkeypatch):
+    """Rescaled to a short side of Q, a 10 x 17,000,000 strip would hold 1.7 million Q x Q squares."""
+    assert images.read_header(huge_header_jpeg(16, 1)).width == 16  # 16:1, the limit itself: accepted
+    with pytest.raises(images.TooElongated, match=r"^17x1: "):
+        images.read_header(huge_header_jpeg(17, 1))
+    with pytest.raises(images.TooElongated, match=r"^10x17000000: the long side is 1,700,000.0 times"):
+        images.check_shape(10, 17_000_000)
+    strip = tmp_path / "strip.png"
+    Image.new("RGB", (2, 40), (200, 30, 30)).save(strip)
+    assert fingerprint.probe(str(strip)).notes[0][0] == "too_elongated"
+    monkeypatch.setattr(images, "read_header", lambda data: None)  # a header PIL cannot read: the decoder's size decides
+    assert fingerprint.probe(str(strip)).notes == ((
+        "too_elongated",
+        "2x40: the long side is 20.0 times the short one, above the limit of 16 (the rescale to S or Q sets the "
+        "short side); not decoded",
+    ),)
 
 
 def test_errors_that_may_pass_are_not_cached_and_details_hold_no_build_path(photos, tmp_path, monkeypatch, no_racy_wait):

@@ -4,7 +4,7 @@ Every image prepare did not read as a plain 8-bit RGB file gets a row in data/ba
 (path, kind, action, detail), so nothing is dropped or changed silently:
 
 - excluded: not in the manifest (the decoder, vggrepro.data.images.decode_bytes, cannot read
-  it, its header claims too many pixels, it has no label, or it is hidden);
+  it, its header claims too many pixels or too elongated a shape, it has no label, or it is hidden);
 - converted: in the manifest, decoded to 8-bit RGB by that same decoder, upright;
 - ignored: not an image file (its suffix is none of the image formats below);
 - kept: in the manifest as it is, but worth knowing (a val image whose bytes a training image
@@ -38,6 +38,7 @@ KINDS = {
     "truncated": EXCLUDED,  # a JPEG or PNG whose data stops early
     "corrupt": EXCLUDED,  # any other decoding error
     "too_large": EXCLUDED,  # the header claims more pixels than MAX_PIXELS: never decoded
+    "too_elongated": EXCLUDED,  # long side over MAX_ASPECT x the short one: its rescale would not fit
     "out_of_memory": EXCLUDED,  # decoding ran out of memory (not cached: may pass next time)
     "unreadable": EXCLUDED,  # opening or reading it failed (permissions, I/O)
     "symlink_loop": EXCLUDED,  # a link that resolves to itself, or to a folder above it

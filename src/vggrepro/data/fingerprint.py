@@ -103,8 +103,11 @@ def probe(path: str) -> Fingerprint:
     try:
         header = images.read_header(data)
         _, height, width = images.decode_bytes(data).shape
+        images.check_shape(width, height)  # the decoder's word where PIL could not read the header
     except images.TooLarge as err:
         return _failed(len(data), digest, badfiles.BadFile(path, "too_large", str(err)))
+    except images.TooElongated as err:
+        return _failed(len(data), digest, badfiles.BadFile(path, "too_elongated", str(err)))
     except MemoryError as err:
         return _out_of_memory(path, len(data), digest, err)
     except RuntimeError as err:

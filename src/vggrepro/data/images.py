@@ -3,7 +3,9 @@
 read_header tells, from the header alone (PIL parses it without decoding), the format, mode
 and size of an image: prepare refuses an image whose header claims more than MAX_PIXELS
 before anything decodes it (a 675-byte JPEG may claim 60000 x 60000 pixels, and the decoder
-would allocate 10.8 GB for it). What prepare accepted, training decodes (decode).
+would allocate 10.8 GB for it), and one whose long side is more than MAX_ASPECT times its short
+side: the rescale to S or Q sets the short side, so a 10 x 17,000,000 PNG of a few kilobytes
+would become 544 x 925 million pixels at Q = 544. What prepare accepted, training decodes (decode).
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ from vggrepro.data.ingest import DatasetError, Entry
 # PIL's own DecompressionBombError threshold (2 x Image.MAX_IMAGE_PIXELS's default), fixed here
 # so a changed PIL setting does not change what prepare accepts.
 MAX_PIXELS = 2 * 89_478_485
+# Long side / short side at most: every rescale of an accepted image to a short side of Q then
+# holds at most MAX_ASPECT * Q^2 pixels (the budget validate's memory check assumes). ILSVRC's
+# panoramas stay well below it; the embedded generator draws 1 to 1.5.
+MAX_ASPECT = 16
 # torchvision's errors open with the C++ source: "decode_jpeg, /.../decode_jpeg.cpp:171, ";
 # torch's allocator's with "[enforce fail at /.../alloc_cpu.cpp:117] . ".
 _CPP_LOCATION = re.compile(r"^[\w()<>:~]+, \S+:\d+, ")
@@ -33,6 +39,21 @@ _SOURCE_PATH = re.compile(r"(?:[A-Za-z]:)?(?:[\\/][^\s\\/,:;()\[\]'\"]+)+\.(?:cp
 
 class TooLarge(ValueError):
     """The header claims more than MAX_PIXELS pixels."""
+
+
+class TooElongated(ValueError):
+    """The image's long side is more than MAX_ASPECT times its short side."""
+
+
+def check_shape(width: int, height: int) -> None:
+    """Raises TooLarge or TooElongated for a size prepare does not accept."""
+    if width * height > MAX_PIXELS:
+        raise TooLarge(_too_large(width * height, f"{width}x{height}"))
+    if max(width, height) > MAX_ASPECT * max(1, min(width, height)):
+        raise TooElongated(
+            f"{width}x{height}: the long side is {max(width, height) / max(1, min(width, height)):,.1f} times the "
+            f"short one, above the limit of {MAX_ASPECT} (the rescale to S or Q sets the short side); not decoded"
+        )
 
 
 @dataclass(frozen=True)
@@ -49,7 +70,8 @@ class Header:
 def read_header(data: bytes) -> Header | None:
     """The image's header, without decoding; None if PIL cannot parse it (the decoder decides).
 
-    Raises TooLarge if it claims more than MAX_PIXELS pixels.
+    Raises TooLarge if it claims more than MAX_PIXELS pixels, TooElongated if it is more than
+    MAX_ASPECT times as long as it is wide.
     """
     from PIL import Image  # torchvision's own dependency
 
@@ -58,8 +80,7 @@ def read_header(data: bytes) -> Header | None:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data), formats=("JPEG", "PNG", "GIF", "WEBP")) as im:
                 width, height = im.size
-                if width * height > MAX_PIXELS:
-                    raise TooLarge(_too_large(width * height, f"{width}x{height}"))
+                check_shape(width, height)
                 orientation = im.getexif().get(EXIF_ORIENTATION, 1)
                 header = Header(
                     format=im.format or "",
@@ -73,7 +94,7 @@ def read_header(data: bytes) -> Header | None:
     except Image.DecompressionBombError as err:  # PIL's own check, when its limit is lower
         claimed = re.search(r"\((\d+) pixels\)", str(err))
         raise TooLarge(_too_large(int(claimed.group(1)), "") if claimed else str(err)) from None
-    except TooLarge:
+    except (TooLarge, TooElongated):
         raise
     except Exception:  # noqa: BLE001 - any header PIL cannot read: the decoder has the last word
         return None
