@@ -1,5 +1,7 @@
 """Stage commands on bad input: one line naming the thing and what was expected, no traceback."""
 
+import os
+
 import pytest
 import yaml
 
@@ -117,6 +119,8 @@ def test_use_switches_the_workspace_to_a_shipped_params_file(tmp_path, name, run
     done = vggrepro("--params", str(pointed), "validate", cwd=ws)
     assert done.returncode == 0, done.stderr
     assert f"valid; {runs} runs" in done.stdout and "batch 256 = 1 process(es) x 2 micro-batch(es) x 128 images" in done.stdout
+    note = f"note: data.workers 12 is more than this machine's {os.cpu_count()} cores"  # a GPU node's 12: a note here
+    assert (note in done.stdout) == (os.cpu_count() < 12), done.stdout
     done = vggrepro("use", str(shipped), cwd=ws)
     assert done.returncode == 0, done.stderr
     assert "before running, edit params.yaml: data.root: '~/data/ILSVRC2012': no such folder" in done.stdout, done.stdout

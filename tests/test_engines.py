@@ -102,6 +102,8 @@ BAD_FILES = {
     "S_max 1e20": lambda t: replace_once(t, "- 512", "- 100000000000000000000"),
     "workers 100000": lambda t: replace_once(t, "workers: 0", "workers: 100000"),
     "crop 8192": lambda t: replace_once(t, "crop: 32", "crop: 8192"),
+    "activations beyond memory": lambda t: replace_once(replace_once(t, "crop: 32", "crop: 1024"),
+                                                        "batch_size: 16", "batch_size: 65536"),
     "train_per_class 1e8": lambda t: replace_once(t, "train_per_class: 10", "train_per_class: 100000000"),
     "ilsvrc2012 without its folder": lambda t: replace_once(
         t, "source: embedded\n  root: data/embedded", "source: ilsvrc2012\n  root: no/such/imagenet"),

@@ -58,6 +58,9 @@ BAD = {
                                       ["data.root: 'no/such/imagenet': no such folder"]),
     "imagefolder at the project root": (_set("data", {"source": "imagefolder", "root": "."}),
                                         ["data.root: '.' holds the whole project"]),
+    "activations beyond memory": (lambda p: (_set("geometry.crop", 1024)(p), _set("train.batch_size", 65536)(p)),
+                                  ["train.batch_size: 65536 images a micro-batch at geometry.crop 1024 (A_256: A,",
+                                   "to train, above this machine's", "expected a smaller train.device_batch"]),
     "imported weights missing": (_set("runs.tv", {"config": "A", "scale": 256, "init": "import", "weights": "missing.pt"}),
                                  ["runs.tv.weights: 'missing.pt': no such file"]),
 }
@@ -184,3 +187,50 @@ def test_a_params_file_that_is_not_utf8_is_one_line(tmp_path):
     path.write_bytes(b"# caf\xe9\n" + yaml.safe_dump(tiny_params()).encode())
     with pytest.raises(ParamsError, match=r"not UTF-8 text \(byte 0xe9 at line 1\); expected UTF-8"):
         load_params(path)
+
+
+def test_the_memory_estimate_counts_every_layer_output_and_weight_of_the_built_net():
+    """vggrepro.table1 counts without torch; the built net must hold exactly those
+    outputs and weights, at a crop and at a Q that is no multiple of 32."""
+    import torch
+
+    from vggrepro import table1
+    from vggrepro.model import VGG, ModelSpec, count_params
+
+    for config in ("A", "A-LRN", "C", "E"):
+        spec = ModelSpec(config, num_classes=7, width=0.25, head_width=48, crop=64)
+        assert table1.count_params(config, 0.25, 48, 64, 7) == count_params(spec)
+        net = VGG(spec)
+        for side in (64, 101):
+            seen = []
+            hooks = [m.register_forward_hook(lambda m, i, o: seen.append(o.numel()))
+                     for name, m in net.features.named_children() if not name.startswith("relu")]
+            with torch.no_grad():
+                net.features(torch.zeros(1, 3, side, side))
+            for h in hooks:
+                h.remove()
+            assert table1.layer_outputs(config, 0.25, side) == seen, (config, side)
+
+
+def test_memory_is_checked_against_this_machine_only_where_the_stages_use_its_cpu(monkeypatch):
+    from vggrepro.runtime import machine
+
+    monkeypatch.setattr(machine, "machine_bytes", lambda: 2**30)  # a 1 GiB machine
+    params = edited(lambda p: (_set("model.width", 1.0)(p), _set("model.head_width", 4096)(p),
+                               _set("geometry.crop", 224)(p), _set("train.batch_size", 64)(p)))
+    with pytest.raises(ParamsError, match=r"train.batch_size: 64 images a micro-batch at geometry.crop 224 "
+                                          r"\(A_256: A, model.width 1, train.precision bf16\) need at least 2.5 GiB"):
+        parse_params(params)
+    params["train"]["device_batch"] = 8  # 8 images at once: 1.8 GiB of weights, gradients and momentum still
+    with pytest.raises(ParamsError, match=r"train.device_batch: 8 images a micro-batch"):
+        parse_params(params)
+    params["model"]["head_width"] = 256  # small FC layers: 8 images fit; B_jit's dense pass at Q=512 still fits
+    parse_params(params)
+    params["runs"]["B_jit"]["scale"] = [256, 4096]  # Q = 4096: 2 x 128 channels x 4096^2 x 2 bytes
+    with pytest.raises(ParamsError, match=r"runs.B_jit.scale: dense evaluation at its largest Q \(4096 px at "
+                                          r"geometry.crop 224; B, model.width 1, train.precision bf16\) needs at least"):
+        parse_params(params)
+    params["train"]["device"] = "cuda"  # a GPU's memory is not known here: not checked
+    parse_params(params)
+    assert machine.runs_on_this_cpu("cpu")
+    assert not machine.runs_on_this_cpu("cuda")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -172,6 +173,11 @@ def _resolved(params) -> list[str]:
             f"  {name}: {run.config}, S {run.scale_label} ({px} px), from {' <- '.join(chain[1:] + [root]) if len(chain) > 1 else root}, "
             f"lr {run.lr:g}, at most {run.max_epochs} epochs"
         )
+    cores = os.cpu_count() or 1
+    for key, value in (("threads", params.raw["threads"]), ("data.workers", params.raw["data"]["workers"])):
+        if value > cores:  # a note, not an error: the stages may run on a larger node (SLURM)
+            lines.append(f"  note: {key} {value} is more than this machine's {cores} cores; run here, the stages "
+                         "would share them (slower, same results)")
     return lines
 
 

@@ -20,30 +20,12 @@ from torch import nn
 
 from vggrepro.params import INIT_SCHEMES, PAPER_CROP, PAPER_HEAD_WIDTH
 from vggrepro.runtime.errors import Error, MissingFile
+from vggrepro.table1 import CONFIGS, DOWNSAMPLING, TABLE1, conv_width
 
 
 class ModelError(Error):
     """A configuration, checkpoint or transfer that does not fit the net; one line."""
 
-# Table 1. Each inner list is one block ending in a 2x2/2 max-pool. An int is a 3x3 conv
-# with that many output channels, "c1-N" a 1x1 conv (config C), "LRN" AlexNet's local
-# response normalisation (config A-LRN).
-TABLE1: dict[str, list[list[int | str]]] = {
-    "A": [[64], [128], [256, 256], [512, 512], [512, 512]],
-    "A-LRN": [[64, "LRN"], [128], [256, 256], [512, 512], [512, 512]],
-    "B": [[64, 64], [128, 128], [256, 256], [512, 512], [512, 512]],
-    "C": [[64, 64], [128, 128], [256, 256, "c1-256"], [512, 512, "c1-512"], [512, 512, "c1-512"]],
-    "D": [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]],
-    "E": [
-        [64, 64],
-        [128, 128],
-        [256, 256, 256, 256],
-        [512, 512, 512, 512],
-        [512, 512, 512, 512],
-    ],
-}
-CONFIGS = tuple(TABLE1)
-DOWNSAMPLING = 32  # five 2x2/2 max-pools
 # The first four conv layers of A, copied into deeper nets (Sec. 3.1); named by block and
 # position, so they land on the layer of the same block and position, where shapes match.
 A_LAYERS_COPIED = ("conv1_1", "conv2_1", "conv3_1", "conv3_2")
@@ -75,10 +57,6 @@ class ModelSpec:
             raise ModelError(f"width {self.width!r} is not a positive finite multiplier (1.0 is Table 1)")
         if not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
             raise ModelError(f"dropout {self.dropout!r} is not in [0, 1)")
-
-
-def conv_width(channels: int, width: float) -> int:
-    return max(1, round(channels * width))
 
 
 class BandedLRN(nn.LocalResponseNorm):

@@ -332,6 +332,7 @@ def _check_semantics(p: Params, files: bool = True) -> None:
     _check_root(p.raw["data"], files)
     if files:
         _check_weights(p)
+        _check_memory(p)
     emb = p.raw["data"]["embedded"]
     if p.raw["data"]["source"] == "embedded" and emb["min_side"] > emb["max_side"]:
         raise ParamsError(
@@ -439,6 +440,43 @@ def _check_weights(p: Params) -> None:
                               "`vggrepro import-weights` or a model.pt")
         if not os.access(path, os.R_OK):
             raise ParamsError(f"runs.{name}.weights: {r.weights!r}: not readable")
+
+
+def _check_memory(p: Params) -> None:
+    """Each run's crop and micro-batch, and its largest test scale, fit this machine's memory
+    where the stages run on its CPU (vggrepro.table1's lower bounds, so nothing that fits is
+    refused); a GPU's memory is not checked here."""
+    from vggrepro import table1
+    from vggrepro.runtime import machine
+
+    train, model = p.raw["train"], p.raw["model"]
+    if not machine.runs_on_this_cpu(train["device"]):
+        return
+    have = machine.machine_bytes()
+    data = p.raw["data"]
+    classes = data["embedded"]["classes"] if data["source"] == "embedded" else 2  # unknown before prepare
+    micro, _ = split_batch(train, train["nproc"])
+    batch_key = "train.device_batch" if "device_batch" in train else "train.batch_size"
+    shape = {"width": model["width"], "head_width": model["head_width"], "crop": p.crop, "classes": classes,
+             "precision": train["precision"]}
+    for name, run in p.runs.items():
+        where = f"{run.config}, model.width {model['width']:g}, train.precision {train['precision']}"
+        if not run.imported:
+            need = table1.training_bytes(run.config, micro_batch=micro, **shape)
+            if need > have:
+                raise ParamsError(
+                    f"{batch_key}: {micro} images a micro-batch at geometry.crop {p.crop} ({name}: {where}) need at "
+                    f"least {need / table1.GIB:,.1f} GiB to train, above this machine's {have / table1.GIB:,.1f} GiB; "
+                    "expected a smaller train.device_batch (the micro-batches' gradients add up) or crop"
+                )
+        q = p.pixels(max(run.multi_scale_q))
+        need = table1.dense_bytes(run.config, q=q, **shape)
+        if need > have:
+            raise ParamsError(
+                f"runs.{name}.scale: dense evaluation at its largest Q ({q} px at geometry.crop {p.crop}; {where}) "
+                f"needs at least {need / table1.GIB:,.1f} GiB for one image and its flip, above this machine's "
+                f"{have / table1.GIB:,.1f} GiB; expected a smaller scale or crop"
+            )
 
 
 def _nul_byte(node, where: tuple = ()) -> tuple | None:
