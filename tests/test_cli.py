@@ -1,5 +1,6 @@
 """Stage commands on bad input: one line naming the thing and what was expected, no traceback."""
 
+import argparse
 import os
 
 import pytest
@@ -184,3 +185,22 @@ def test_a_stage_run_by_hand_refuses_an_image_changed_since_prepare(tmp_path):
     assert not (project / "runs").exists()
     assert vggrepro_here("prepare", cwd=project).returncode == 0
     assert vggrepro_here("train", "--run", "A_256", cwd=project).returncode == 0
+
+
+def test_every_subcommand_says_what_it_does_and_takes_params_anywhere(bare, capsys):
+    from vggrepro import __version__, cli
+
+    parser = cli.get_args_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for name, sub in commands.items():
+        assert sub.description and sub.description.endswith("."), name
+        assert "--params" in sub.format_help(), name
+    with pytest.raises(SystemExit) as done:
+        parser.parse_args(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out == f"vggrepro {__version__}\n"
+    before, after = parser.parse_args(["--params", "x.yaml", "train"]), parser.parse_args(["train", "--params", "x.yaml"])
+    assert before.params == after.params == "x.yaml" and parser.parse_args(["fuse"]).params == "params.yaml"
+    done = vggrepro_here("train", "--params", "nope.yaml", "--run", "A_256", cwd=bare)
+    assert done.stderr == "vggrepro train: error: nope.yaml: no such file; expected the project's params.yaml\n"
+    done = vggrepro_here("train", cwd=bare)  # one prefix, not two
+    assert done.stderr == "vggrepro train: error: which run? expected --run NAME (one of A_256, B_256, B_jit)\n"

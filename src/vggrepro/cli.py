@@ -33,29 +33,41 @@ PREVIOUS_PARAMS = Path(paths.PREVIOUS_PARAMS)  # what `vggrepro use` replaced
 
 
 def get_args_parser() -> argparse.ArgumentParser:
+    from vggrepro import __version__
+
     parser = argparse.ArgumentParser(prog="vggrepro", description=__doc__.split("\n")[0])
-    parser.add_argument("--params", default=paths.PARAMS_FILE, help=f"the params file (default: {paths.PARAMS_FILE})")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("prepare", help="generate or ingest the dataset into data/manifest.csv")
-    sub.add_parser("mean_rgb", help="mean RGB of the training split")
+    params_help = f"the params file (default: {paths.PARAMS_FILE})"
+    parser.add_argument("--params", default=paths.PARAMS_FILE, help=params_help)
+    parser.add_argument("--version", action="version", version=f"vggrepro {__version__}")
+    # --params after the subcommand too: SUPPRESS keeps the top-level value unless it is given there
+    anywhere = argparse.ArgumentParser(add_help=False)
+    anywhere.add_argument("--params", default=argparse.SUPPRESS, help=params_help)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, what: str) -> argparse.ArgumentParser:
+        """A subcommand whose --help opens with what it does, and that takes --params."""
+        return sub.add_parser(name, help=what, description=what[0].upper() + what[1:] + ".", parents=[anywhere])
+
+    command("prepare", "generate or ingest the dataset into data/manifest.csv")
+    command("mean_rgb", "mean RGB of the training split")
     for name in ("train", "evaluate"):
-        p = sub.add_parser(name, help=f"{name} one run of the grid")
+        p = command(name, f"{name} one run of the grid")
         p.add_argument("--run", help="a run name from params.yaml's runs")
         # The same as --run, for the torchrun launch: torchrun's own parser takes --run for an
         # abbreviation of its --run-path (vggrepro.runtime.distributed.torchrun_argv).
         p.add_argument("run_name", nargs="?", help=argparse.SUPPRESS)
-    sub.add_parser("fuse", help="average the posteriors of the ensembles in params.yaml's fuse (Table 6)")
-    sub.add_parser("report", help="write reports/results.md, the tables, figures and reports/metrics.json")
-    p = sub.add_parser("model", help="describe a Table 1 configuration")
+    command("fuse", "average the posteriors of the ensembles in params.yaml's fuse (Table 6)")
+    command("report", "write reports/results.md, the tables, figures and reports/metrics.json")
+    p = command("model", "describe a Table 1 configuration")
     p.add_argument("--config", required=True, help="A, A-LRN, B, C, D or E")
     p.add_argument("--num-classes", type=int, default=1000)
     p.add_argument("--width", type=float, default=1.0)
     p.add_argument("--head-width", type=int, default=4096)
     p.add_argument("--crop", type=int, default=224)
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p = sub.add_parser("validate", help="check params.yaml, the workspace and dvc.yaml; print a summary of the grid")
+    p = command("validate", "check params.yaml, the workspace and dvc.yaml; print a summary of the grid")
     p.add_argument("--write-knobs", action="store_true", help="also write each stage's knob file (DVC's first stage)")
-    p = sub.add_parser("bench", help="benchmarks: ratios measured in one run, medians")
+    p = command("bench", "benchmarks: ratios measured in one run, medians")
     p.add_argument(
         "what", choices=["noop", "stamp", "loader", "data", "train", "eval"],
         help="noop: both engines' no-op rerun against a toy pipeline; stamp: the dataset stamp on 100,000 files; "
@@ -70,13 +82,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default="E", help="train, eval: the configuration (default E, VGG-19)")
     p.add_argument("--images", type=int, default=16, help="eval: validation images evaluated (default 16)")
     p.add_argument("--batch", type=int, help="train: images a step (default train.batch_size)")
-    p = sub.add_parser("use", help="make a params file the workspace's params.yaml and re-render dvc.yaml")
+    p = command("use", "make a params file the workspace's params.yaml and re-render dvc.yaml")
     p.add_argument("file", type=Path, help="e.g. params/imagenet-vgg19.yaml")
-    p = sub.add_parser("import-weights", help="torchvision's published VGG weights (.pth) as a project checkpoint")
+    p = command("import-weights", "torchvision's published VGG weights (.pth) as a project checkpoint")
     p.add_argument("--arch", required=True, help="vgg11, vgg13, vgg16 or vgg19 (Table 1's A, B, D, E)")
     p.add_argument("--input", required=True, type=Path, help="a torchvision state_dict, e.g. vgg19-dcbb9e9d.pth")
     p.add_argument("--output", required=True, type=Path, help="the checkpoint to write, e.g. models/vgg19.pt")
-    p = sub.add_parser("dvc-yaml", help="render dvc.yaml from the stage registry")
+    p = command("dvc-yaml", "render dvc.yaml from the stage registry")
     p.add_argument("--check", action="store_true", help="exit 1 if dvc.yaml on disk differs")
     return parser
 
