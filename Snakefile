@@ -11,15 +11,15 @@
 #
 # profiles/default (read by every run here) makes the plain command rerun after a kill.
 #
-# Snakemake's --config does not reach the stages, which read params.yaml themselves: edit
-# params.yaml instead (or use `dvc exp run -S key=value`).
+# Snakemake's --config and --configfile do not reach the stages, which read params.yaml
+# themselves: pre_run refuses them in one line (edit params.yaml, or `dvc exp run -S key=value`).
 from vggrepro import engine
 from vggrepro import paths
 from vggrepro.engine import registry
 
 # Validate params.yaml and the workspace, write the knob files, stamp the data, count edits by
 # hand, trust DVC's restored outputs, and lock the workspace once the jobs are planned.
-PARAMS, STAGES = engine.pre_run("snakemake", workflow=workflow)
+PARAMS, STAGES = engine.pre_run("snakemake", workflow=workflow, config=config)
 
 
 report: "workflow/report/workflow.rst"  # snakemake --report report.html: the tables and figures

@@ -234,3 +234,19 @@ def test_memory_is_checked_against_this_machine_only_where_the_stages_use_its_cp
     parse_params(params)
     assert machine.runs_on_this_cpu("cpu")
     assert not machine.runs_on_this_cpu("cuda")
+
+
+def test_snakemakes_config_and_configfile_are_refused_in_one_line_not_ignored(tmp_path):
+    """The stages read params.yaml alone: `--config seed=5` would say "Nothing to be done" and
+    change nothing, so it stops before any job, naming the way that works."""
+    project = make_project(tmp_path / "p", tiny_params())
+    (project / "other.yaml").write_text("seed: 5\n")
+    for extra in (["--config", "seed=5"], ["--configfile", "other.yaml"]):
+        done = subprocess.run([tool("snakemake"), "-n", *extra], cwd=project, capture_output=True, text=True, timeout=300)
+        assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+        errors = [line for line in done.stderr.splitlines() if line.startswith("snakemake: error:")]
+        assert errors == [
+            "snakemake: error: --config/--configfile (seed) would change nothing: every stage reads params.yaml "
+            "alone; set the knob there (e.g. `seed: 5`), or run `dvc exp run -S seed=5`"
+        ], done.stderr
+    assert not (project / "data").exists()

@@ -13,7 +13,7 @@ from vggrepro.params import Params
 from vggrepro.runtime.errors import Error
 
 
-def pre_run(engine: str, params_path: str = PARAMS_FILE, *, workflow=None) -> tuple[Params, list[Stage]] | None:
+def pre_run(engine: str, params_path: str = PARAMS_FILE, *, workflow=None, config=None) -> tuple[Params, list[Stage]] | None:
     """Everything both engines do before the first stage: params.yaml validated, the workspace
     checked (vggrepro.engine.guard), every stage's knob and code digest file written where its
     content changed, the dataset stamped, and the workspace locked for this pipeline
@@ -28,7 +28,9 @@ def pre_run(engine: str, params_path: str = PARAMS_FILE, *, workflow=None) -> tu
     lock is taken once the jobs are planned (Snakemake's onstart: never in a dry run or a
     cluster job); outputs edited by hand are counted (vggrepro.engine.outputs_record) in the
     main process only, and outputs DVC restored get current times (vggrepro.engine.timesync).
-    An error exits with one line.
+    config: Snakemake's `config`, which --config and --configfile fill; the stages read
+    params.yaml alone, so a value given there would change nothing: refused. An error exits
+    with one line.
     """
     if engine == "dvc":
         pipeline_lock.hold_for_dvc()
@@ -37,6 +39,12 @@ def pre_run(engine: str, params_path: str = PARAMS_FILE, *, workflow=None) -> tu
         return guard.guard(params_path)
     if engine != "snakemake":
         raise ValueError(f"engine {engine!r}: expected dvc or snakemake")  # a caller's bug
+    if config:
+        keys = ", ".join(sorted(map(str, config)))
+        sys.exit(
+            f"snakemake: error: --config/--configfile ({keys}) would change nothing: every stage reads "
+            f"{params_path} alone; set the knob there (e.g. `seed: 5`), or run `dvc exp run -S seed=5`"
+        )
     try:
         params, stages = guard.guard(params_path, dvc_yaml=False)
     except Error as err:
