@@ -84,6 +84,22 @@ def test_snakemake_plans_every_stage_once(tmp_path):
         assert re.search(rf"(^\s*|Shell command: ){re.escape(s.cmd)}\s*$", out, flags=re.M), f"{s.name}: {s.cmd!r} not planned"
 
 
+def test_fuse_and_report_are_local_rules_and_nothing_else_is(tmp_path):
+    """On a cluster, seconds of averaging and table writing run in Snakemake's own process
+    instead of waiting in the queue; every stage that trains or evaluates is a job."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import OutputSettings, ResourceSettings
+
+    from conftest import make_project, tiny_params
+
+    project = make_project(tmp_path / "p", tiny_params())
+    with SnakemakeApi(OutputSettings(quiet=True)) as api:
+        workflow = api.workflow(resource_settings=ResourceSettings(), snakefile=project / "Snakefile", workdir=project)
+        planned = workflow._workflow  # what a cluster executor sends to the queue: not these (Workflow.is_local)
+        local = {r.name for r in planned.rules if r.name in planned._localrules or r.norun}
+    assert local == {"all", "fuse", "report"}
+
+
 @pytest.mark.parametrize("stage", ["prepare", "train_E_jit", "report"])
 def test_dvc_and_registry_agree_on_a_stage(stage):
     import yaml

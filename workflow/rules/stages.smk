@@ -43,6 +43,9 @@ for _stage in registry.snakemake_stages(STAGES):
         params:
             cmd=_stage.cmd,
         threads: PARAMS.raw["threads"]
+        # fuse and report average saved posteriors and write tables: seconds, no GPU. On a
+        # cluster they run in the main process rather than queue as jobs of their own.
+        localrule: _stage.kind in ("fuse", "report")
         # GPUs per job: train.nproc for a training run (one per torchrun process), one for an
         # evaluation, none with train.device: cpu. Locally it limits nothing unless the run passes
         # `--resources gpu=K` (then at most K GPUs busy at once; Snakemake assigns no device, so a
