@@ -6,6 +6,7 @@ stage stopped mid-way goes on from its last resume point, to the same posteriors
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -89,6 +90,32 @@ def test_sigkill_mid_epoch_then_rerun_gives_the_uninterrupted_weights(prepared, 
     assert done.returncode == 0, done.stderr
     assert "A_256: resuming at epoch" in done.stdout
     assert _hash(ws / MODEL) == uninterrupted
+
+
+def test_the_log_grows_each_epoch_a_resume_ends_with_the_same_bytes_and_a_log_file_gets_heartbeats(
+        prepared, trained, tmp_path):
+    """dvc plots show draws a running run's epochs; a kill after one leaves them in the log; in a
+    log file (no terminal) a heartbeat line tells where the run is (every 10 ms here)."""
+    ws = _copy(prepared, tmp_path)
+    log = ws / "runs" / "A_256" / "train_log.json"
+    proc = subprocess.Popen([sys.executable, "-m", "vggrepro", "train", "--run", "A_256"], cwd=ws, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            env={**os.environ, "VGGREPRO_HEARTBEAT": "0.01"})
+    deadline = time.monotonic() + 300
+    while not (log.exists() and json.loads(log.read_text() or "[]")):
+        assert proc.poll() is None, f"finished before its log grew: {proc.communicate()}"
+        assert time.monotonic() < deadline, "the log never grew"
+        time.sleep(0.005)
+    os.killpg(proc.pid, signal.SIGKILL)
+    out, _ = proc.communicate()
+    epochs = json.loads(log.read_text())
+    assert not (ws / MODEL).exists() and 1 <= len(epochs) < 3 and epochs[0]["epoch"] == 1
+    beats = [json.loads(line) for line in out.splitlines() if line.startswith('{"heartbeat"')]
+    assert beats and beats[0]["heartbeat"] == "train" and beats[0]["run"] == "A_256", out
+    assert set(beats[0]) >= {"epoch", "step", "steps", "done", "of", "images_per_s", "eta"}
+    done = vggrepro("train", "--run", "A_256", cwd=ws)
+    assert done.returncode == 0, done.stderr
+    assert log.read_bytes() == (trained / "runs" / "A_256" / "train_log.json").read_bytes()
 
 
 @pytest.mark.slow  # about 15 s: `pytest -m slow`

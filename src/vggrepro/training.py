@@ -24,6 +24,7 @@ from vggrepro.params import ParamsError
 from vggrepro.runtime import distributed
 from vggrepro.runtime.device import Compute
 from vggrepro.runtime.errors import Error
+from vggrepro.runtime.heartbeat import Heartbeat
 from vggrepro.runtime.signals import Stopped, StopSignals
 
 
@@ -180,12 +181,18 @@ def train_epoch(
             f"{steps_per_epoch}; progress saved, rerun the stage to continue", asked.signum,
         )
 
-    with progress:
+    # In a log, where the bar is off, a line every minute instead (none on the other processes).
+    beat = Heartbeat("train", {"run": run, "epoch": position.epoch, "steps": steps_per_epoch},
+                     total=steps_per_epoch * loop.global_batch, start=position.step * loop.global_batch,
+                     enabled=None if show is not None else False)
+    beat.done(position.step * loop.global_batch, step=position.step)
+    with progress, beat:
         try:
             for images, shift, labels in loader.one_line_errors(batches):
                 loop.step(images, shift, labels, sums, bad_at, count)
                 position.step += 1
                 progress.update(loop.global_batch)
+                beat.done(position.step * loop.global_batch, step=position.step)
                 if asked.now():
                     raise stop()
                 if position.step % checkpoint_every == 0:

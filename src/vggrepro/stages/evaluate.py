@@ -35,6 +35,7 @@ from vggrepro.model import VGG, load_checkpoint
 from vggrepro.params import PROTOCOLS, Params
 from vggrepro.runtime import device, io, lease
 from vggrepro.runtime.device import CPU, Compute
+from vggrepro.runtime.heartbeat import Heartbeat
 from vggrepro.stages import StageRun
 
 CHUNK = 128  # decoded validation images held at once: the batches form within a chunk
@@ -83,8 +84,10 @@ def evaluate_all(
 
     stream = iter(images)
     last_save = time.monotonic()
-    # disable=None: a progress bar on a terminal, nothing in logs
-    with tqdm(total=total, initial=finished, desc=desc, unit="img", leave=False, disable=None) as progress:
+    # disable=None: a progress bar on a terminal; in a log, a heartbeat line every minute instead
+    with (tqdm(total=total, initial=finished, desc=desc, unit="img", leave=False, disable=None) as progress,
+          Heartbeat("evaluate", {"run": desc, "protocols": "dense" + (", multi-crop" if multi_crop else "")},
+                    total=total, start=finished) as beat):
         while block := list(itertools.islice(stream, CHUNK)):
             for q in dense_qs:
                 dense[q].append(protocols.dense_at_q(model, block, q, **dense_opts))
@@ -92,6 +95,7 @@ def evaluate_all(
                 crops[q].append(protocols.multi_crop_at_q(model, block, q, **crop_opts))
             finished += len(block)
             progress.update(len(block))
+            beat.done(finished)
             if checkpoint is not None and finished < total and time.monotonic() - last_save >= SAVE_EVERY_S:
                 checkpoint(point())
                 last_save = time.monotonic()

@@ -213,6 +213,7 @@ def _train(params: Params, run_name: str, run: Run, cfg: dict, seed: int, world,
         sums = training.EpochSums.from_state(state["sums"][world.rank], compute.device)
         if world.main:
             print(f"{run_name}: resuming at epoch {position.epoch}, step {position.step} ({point.path})", flush=True)
+            _write_log(run_name, position.history)  # the epochs done so far, as the killed run had them
     loop = training.Loop(
         distributed.wrap(model, world, compute.device), optimizer, compute,
         channels(mean).to(compute.device), channels(std).to(compute.device),
@@ -271,6 +272,8 @@ def _train(params: Params, run_name: str, run: Run, cfg: dict, seed: int, world,
             position.epoch, position.step = position.epoch + 1, 0
             sums = training.EpochSums.zeros(compute.device)
             save()  # after the epoch's sums are reset and the schedule has stepped
+            if world.main:  # the log grows while the run goes on (dvc plots show); the same bytes on a resume
+                _write_log(run_name, position.history)
             if asked.now(every_step=True):
                 raise stopped(run_name, asked, position)
             seconds = time.perf_counter() - start
@@ -283,8 +286,12 @@ def _train(params: Params, run_name: str, run: Run, cfg: dict, seed: int, world,
     return _write_outputs(params, run_name, run, model, position.history, copied, mean, std, compute, point)
 
 
+def _write_log(run_name: str, log: list[dict]) -> None:
+    io.write_text(paths.train_log(run_name), "[\n" + ",\n".join(json.dumps(x) for x in log) + "\n]\n" if log else "[]\n")
+
+
 def _write_outputs(params, run_name, run, model, log, copied, mean, std, compute, point) -> dict:
-    io.write_text(paths.train_log(run_name), "[\n" + ",\n".join(json.dumps(x) for x in log) + "\n]\n")
+    _write_log(run_name, log)
     train = {k: v for k, v in params.raw["train"].items() if f"train.{k}" not in SPEED_ONLY_KEYS}
     checkpoint = {
         "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
