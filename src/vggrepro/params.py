@@ -61,6 +61,29 @@ def read_yaml(text: str):
     return YAML(typ="safe", pure=True).load(text)
 
 
+MAX_DEPTH = 16  # params.yaml nests 4 levels; the schema's own walkers recurse
+
+
+def _check_shape(text: str, path) -> None:
+    """Refuses what a params file never needs and what would hang or overflow a reader: a YAML
+    alias (nine levels of ten aliases expand to 10^9 values for every walker of the values)
+    and nesting deeper than MAX_DEPTH. One pass over the parser's events, before any value is
+    built."""
+    from ruamel.yaml.events import AliasEvent, CollectionEndEvent, CollectionStartEvent
+
+    depth = 0
+    for event in YAML(typ="safe", pure=True).parse(text):
+        line = event.start_mark.line + 1 if event.start_mark else 0
+        if isinstance(event, AliasEvent):
+            raise ParamsError(f"{path}: a YAML alias (*{event.anchor}) at line {line}; expected every value written out")
+        if isinstance(event, CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise ParamsError(f"{path}: nested more than {MAX_DEPTH} levels deep at line {line}; expected params.yaml's sections")
+        elif isinstance(event, CollectionEndEvent):
+            depth -= 1
+
+
 @cache
 def schema() -> dict:
     return read_yaml(files("vggrepro").joinpath("params.schema.yaml").read_text())
@@ -334,9 +357,33 @@ def _check_semantics(p: Params, files: bool = True) -> None:
         _check_weights(p)
         _check_memory(p)
     emb = p.raw["data"]["embedded"]
-    if p.raw["data"]["source"] == "embedded" and emb["min_side"] > emb["max_side"]:
+    if p.raw["data"]["source"] == "embedded":
+        if emb["min_side"] > emb["max_side"]:
+            raise ParamsError(
+                f"data.embedded.min_side ({emb['min_side']}) > data.embedded.max_side ({emb['max_side']})"
+            )
+        _check_embedded_split(p, emb)
+
+
+def _check_embedded_split(p: Params, emb: dict) -> None:
+    """The generated split is known before prepare: every class can hold one image out for the
+    schedule and keep one, and one global batch fits in what is left (prepare and train would
+    refuse both, after an engine deleted their outputs)."""
+    from vggrepro.data.holdout import held_count
+
+    per_class = emb["train_per_class"]
+    if per_class < 2:
         raise ParamsError(
-            f"data.embedded.min_side ({emb['min_side']}) > data.embedded.max_side ({emb['max_side']})"
+            f"data.embedded.train_per_class: {per_class} image a class leaves none to hold out for the schedule "
+            "(train.holdout) and one to train on; expected at least 2"
+        )
+    left = emb["classes"] * (per_class - held_count(per_class, p.raw["train"]["holdout"]))
+    batch = p.raw["train"]["batch_size"]
+    if batch > left:
+        raise ParamsError(
+            f"train.batch_size: {batch} is more than the {left:,} generated training images left after the "
+            f"held-out slice ({emb['classes']} classes x {per_class}, train.holdout {p.raw['train']['holdout']:g}); "
+            "expected at most that"
         )
 
 
@@ -349,6 +396,17 @@ def _check_evaluation(p: Params) -> None:
                 f"runs.{name}.scale: its smallest test scale Q={q:g} is below the crop {PAPER_CROP} (Sec. 4.2 tests "
                 f"at {{S-32, S, S+32}}); expected S >= {PAPER_CROP + 32} for a fixed S"
             )
+    files: dict[str, str] = {}
+    for fusion in p.raw["fuse"]:
+        file = paths.fused(fusion)
+        if file.endswith("/.pt"):
+            raise ParamsError(f"fuse: entry name {fusion!r} has no letter or digit; expected a name like 'D & E, dense'")
+        if file in files:
+            raise ParamsError(
+                f"fuse: entry names {files[file]!r} and {fusion!r} would both write {file}; expected names that differ "
+                "in their letters or digits"
+            )
+        files[file] = fusion
     for fusion, members in p.raw["fuse"].items():
         for member in members:
             run, protocol = member.split("/", 1)
@@ -404,6 +462,20 @@ def expand_root(root: str) -> Path:
 
 
 def _check_root(data: dict, files: bool = True) -> None:
+    """_check_root_path, with what the OS refuses about the path itself (too long a name or
+    path, a loop of links) as one line."""
+    root = expand_root(data["root"])
+    if any(len(os.fsencode(part)) > 255 for part in root.parts):
+        raise ParamsError(f"data.root: {data['root'][:80]!r}...: a folder name over 255 bytes; expected a shorter one")
+    if len(os.fsencode(os.path.abspath(root))) >= 4096:  # PATH_MAX: the generator could not write there
+        raise ParamsError(f"data.root: {data['root'][:80]!r}...: a path over 4,095 bytes; expected a shorter one")
+    try:
+        _check_root_path(data, files)
+    except OSError as err:
+        raise ParamsError(f"data.root: {data['root'][:80]!r}: {err.strerror or err}; expected a folder this machine can reach") from None
+
+
+def _check_root_path(data: dict, files: bool = True) -> None:
     """data.root is no part of the project and holds none of it, whatever the source: the
     generator replaces its folder wholesale, and a dataset that held the project's outputs would
     change with every run (the paths are resolved from the project root, where both engines
@@ -455,17 +527,19 @@ def _check_memory(p: Params) -> None:
     have = machine.machine_bytes()
     data = p.raw["data"]
     classes = data["embedded"]["classes"] if data["source"] == "embedded" else 2  # unknown before prepare
-    micro, _ = split_batch(train, train["nproc"])
+    processes = train["nproc"]  # on the CPU, every torchrun process on this machine
+    micro, _ = split_batch(train, processes)
     batch_key = "train.device_batch" if "device_batch" in train else "train.batch_size"
     shape = {"width": model["width"], "head_width": model["head_width"], "crop": p.crop, "classes": classes,
              "precision": train["precision"]}
     for name, run in p.runs.items():
         where = f"{run.config}, model.width {model['width']:g}, train.precision {train['precision']}"
         if not run.imported:
-            need = table1.training_bytes(run.config, micro_batch=micro, **shape)
+            need = processes * table1.training_bytes(run.config, micro_batch=micro, **shape)
             if need > have:
+                each = f" in each of train.nproc {processes} processes" if processes > 1 else ""
                 raise ParamsError(
-                    f"{batch_key}: {micro} images a micro-batch at geometry.crop {p.crop} ({name}: {where}) need at "
+                    f"{batch_key}: {micro} images a micro-batch{each} at geometry.crop {p.crop} ({name}: {where}) need at "
                     f"least {need / table1.GIB:,.1f} GiB to train, above this machine's {have / table1.GIB:,.1f} GiB; "
                     "expected a smaller train.device_batch (the micro-batches' gradients add up) or crop"
                 )
@@ -567,6 +641,7 @@ def load_params(path: str | Path = "params.yaml", *, files: bool = True) -> Para
         line = data[: err.start].count(b"\n") + 1
         raise ParamsError(f"{path}: not UTF-8 text (byte 0x{data[err.start]:02x} at line {line}); expected UTF-8") from None
     try:
+        _check_shape(text, path)
         raw = read_yaml(text)
     except DuplicateKeyError as err:
         key = err.problem.split('"')[1] if '"' in err.problem else err.problem

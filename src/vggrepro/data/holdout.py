@@ -40,6 +40,11 @@ def check_classes(entries: list[Entry]) -> None:
         raise DataError(_NONE_HELD.format(images=len(train), classes=len(counts)))
 
 
+def held_count(n: int, fraction: float) -> int:
+    """Images held out of a class of n: round(fraction x n), at least one and at most n - 1."""
+    return min(n - 1, max(1, math.floor(fraction * n + 0.5)))
+
+
 def _draw(seed: int, path: str) -> str:
     return hashlib.blake2b(f"{seed}/holdout/{path}".encode(), digest_size=8).hexdigest()
 
@@ -51,7 +56,7 @@ def split(entries: list[Entry], *, fraction: float, seed: int) -> tuple[list[Ent
         by_class.setdefault(e.label, []).append(e)
     held: set[str] = set()
     for items in by_class.values():
-        n = min(len(items) - 1, max(1, math.floor(fraction * len(items) + 0.5)))
+        n = held_count(len(items), fraction)
         held.update(e.path for e in sorted(items, key=lambda e: _draw(seed, e.path))[:n])
     if entries and not held:
         raise DataError(_NONE_HELD.format(images=len(entries), classes=len(by_class)))

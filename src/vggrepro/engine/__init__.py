@@ -49,6 +49,8 @@ def pre_run(engine: str, params_path: str = PARAMS_FILE, *, workflow=None, confi
         params, stages = guard.guard(params_path, dvc_yaml=False)
     except Error as err:
         sys.exit(f"snakemake: error: {err}")
+    except OSError as err:  # a file the checks could not read or write: named, no traceback
+        sys.exit(f"snakemake: error: {err.filename or ''}: {err.strerror or err}")
     if workflow.is_main_process:  # not in a cluster job, which sees outputs Snakemake removed
         outputs_record.ensure_edit_counts(stages)
         outputs_record.flag_edited(stages)  # an output edited or deleted by hand reruns its stage
