@@ -700,3 +700,22 @@ def test_the_same_bytes_in_train_and_val_get_a_row_and_a_broken_class_link_stops
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "train/perch: a class folder that cannot be followed" in done.stderr
     assert (project / "data/classes.csv").read_text() == before
+
+
+def test_a_file_over_the_size_limit_is_never_read(tmp_path, monkeypatch):
+    """A 6 GB file named .jpg would take 12 GB: read whole, then copied by the decoder."""
+    big = tmp_path / "big.jpg"
+    with open(big, "wb") as f:
+        f.truncate(images.MAX_FILE_BYTES + 1)  # sparse: no disk used
+    monkeypatch.setattr("builtins.open", _refuse_reads(open))
+    fp = fingerprint.probe(str(big))
+    assert fp.notes == (("too_large", "1,073,741,825 bytes, above the limit of 1,073,741,824 for one image file; not read"),)
+    assert fp.size == images.MAX_FILE_BYTES + 1 and fp.excluded
+
+
+def _refuse_reads(real_open):
+    def opened(path, mode="r", *args, **kwargs):
+        f = real_open(path, mode, *args, **kwargs)
+        f.read = lambda *a: pytest.fail(f"read {path}")
+        return f
+    return opened

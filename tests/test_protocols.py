@@ -232,3 +232,14 @@ def test_the_bottom_rows_test_sees_an_uncentred_grid():
     """The check above can fail: the bare score map at Q = 119 (119 = 3 x 32 + 23) leaves the
     bottom 23 rows to the conv margins."""
     assert _bottom_over_top(VGG.score_map, 119, 159) < 0.6 * _bottom_over_top(VGG.score_map, 64, 96)
+
+
+def test_evaluation_chunks_hold_at_most_128_images_and_cut_short_at_the_pixel_budget():
+    from vggrepro.stages import evaluate
+
+    small = [torch.zeros(3, 100, 100, dtype=torch.uint8)] * 300
+    assert [len(b) for b in evaluate.chunks(small)] == [128, 128, 44]
+    big = torch.zeros(3, 4000, 4000, dtype=torch.uint8)  # 16 M pixels: two reach the 24 M budget
+    assert [len(b) for b in evaluate.chunks([big] * 5)] == [2, 2, 1]
+    huge = torch.zeros(3, 1, 30_000_000, dtype=torch.uint8).expand(3, 1, 30_000_000)
+    assert [len(b) for b in evaluate.chunks([huge, *small[:3]])] == [1, 3]  # one over the budget: alone

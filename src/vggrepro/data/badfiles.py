@@ -37,7 +37,7 @@ KINDS = {
     "not_an_image": EXCLUDED,  # neither JPEG, PNG, GIF nor WebP data, whatever the name says
     "truncated": EXCLUDED,  # a JPEG or PNG whose data stops early
     "corrupt": EXCLUDED,  # any other decoding error
-    "too_large": EXCLUDED,  # the header claims more pixels than MAX_PIXELS: never decoded
+    "too_large": EXCLUDED,  # over MAX_FILE_BYTES (never read), or its header claims more than MAX_PIXELS (never decoded)
     "too_elongated": EXCLUDED,  # long side over MAX_ASPECT x the short one: its rescale would not fit
     "out_of_memory": EXCLUDED,  # decoding ran out of memory (not cached: may pass next time)
     "unreadable": EXCLUDED,  # opening or reading it failed (permissions, I/O)

@@ -94,6 +94,10 @@ def probe(path: str) -> Fingerprint:
     """Reads, hashes, checks and decodes one file; never raises for a bad file."""
     try:
         with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > images.MAX_FILE_BYTES:  # never read: a 6 GB file would take 12 GB here
+                return _failed(size, "", badfiles.BadFile(
+                    path, "too_large", f"{size:,} bytes, above the limit of {images.MAX_FILE_BYTES:,} for one image file; not read"))
             data = f.read()
     except OSError as err:
         return _failed(0, "", badfiles.from_os_error(path, err))

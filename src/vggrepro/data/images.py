@@ -27,9 +27,12 @@ from vggrepro.data.ingest import DatasetError, Entry
 # so a changed PIL setting does not change what prepare accepts.
 MAX_PIXELS = 2 * 89_478_485
 # Long side / short side at most: every rescale of an accepted image to a short side of Q then
-# holds at most MAX_ASPECT * Q^2 pixels (the budget validate's memory check assumes). ILSVRC's
-# panoramas stay well below it; the embedded generator draws 1 to 1.5.
+# holds at most MAX_ASPECT * Q^2 pixels (validate's memory check takes a square image, Q^2, as
+# its lower bound). ILSVRC's panoramas stay well below it; the embedded generator draws 1 to 1.5.
 MAX_ASPECT = 16
+# Bytes of one image file at most: prepare reads a file whole, and the decoder copies it once
+# more. ILSVRC-2012's largest is under 20 MB; a PNG at the pixel limit, 16 bits, stored, 1.1 GB.
+MAX_FILE_BYTES = 2**30
 # torchvision's errors open with the C++ source: "decode_jpeg, /.../decode_jpeg.cpp:171, ";
 # torch's allocator's with "[enforce fail at /.../alloc_cpu.cpp:117] . ".
 _CPP_LOCATION = re.compile(r"^[\w()<>:~]+, \S+:\d+, ")

@@ -13,16 +13,17 @@ forward pass again.
 
 A killed evaluation resumes: every SAVE_EVERY_S seconds the posteriors so far are kept in a
 resume point (vggrepro.runtime.resume, keyed on the stage's inputs), and a rerun goes on from the
-chunk after it. Chunks are whole CHUNK-image blocks in file order, so the posteriors are the
-same bits as an uninterrupted run's.
+chunk after it. Chunks are blocks of CHUNK images in file order, cut short where they would hold
+more than CHUNK_PIXELS decoded pixels (so 128 of the largest images prepare accepts never sit in
+memory at once: they would take 68 GB); cut the same way after a resume, so the posteriors are
+the same bits as an uninterrupted run's.
 """
 
 from __future__ import annotations
 
-import itertools
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from tqdm import tqdm
@@ -39,6 +40,21 @@ from vggrepro.runtime.heartbeat import Heartbeat
 from vggrepro.stages import StageRun
 
 CHUNK = 128  # decoded validation images held at once: the batches form within a chunk
+CHUNK_PIXELS = 128 * 500 * 375  # ... or fewer, so a chunk holds at most 72 MB (ILSVRC's usual 500 x 375)
+
+
+def chunks(images) -> Iterator[list[torch.Tensor]]:
+    """Blocks of decoded images (3 x H x W) in order: CHUNK of them, or fewer where they reach
+    CHUNK_PIXELS pixels (an image above that alone)."""
+    block, pixels = [], 0
+    for image in images:
+        block.append(image)
+        pixels += image.shape[-1] * image.shape[-2]
+        if len(block) == CHUNK or pixels >= CHUNK_PIXELS:
+            yield block
+            block, pixels = [], 0
+    if block:
+        yield block
 # Seconds between resume points: ImageNet's 50,000 posteriors are 200 MB per scale and
 # protocol, too many to write after every chunk; a kill loses at most this much work.
 SAVE_EVERY_S = 300.0
@@ -82,13 +98,12 @@ def evaluate_all(
             parts[:] = [torch.cat(parts)]  # once per point, not per chunk
         return {"images": finished, "dense": {q: p[0] for q, p in dense.items()}, "crops": {q: p[0] for q, p in crops.items()}}
 
-    stream = iter(images)
     last_save = time.monotonic()
     # disable=None: a progress bar on a terminal; in a log, a heartbeat line every minute instead
     with (tqdm(total=total, initial=finished, desc=desc, unit="img", leave=False, disable=None) as progress,
           Heartbeat("evaluate", {"run": desc, "protocols": "dense" + (", multi-crop" if multi_crop else "")},
                     total=total, start=finished) as beat):
-        while block := list(itertools.islice(stream, CHUNK)):
+        for block in chunks(images):
             for q in dense_qs:
                 dense[q].append(protocols.dense_at_q(model, block, q, **dense_opts))
             for q in crops:
