@@ -145,15 +145,45 @@ def test_use_refuses_a_bad_file_and_leaves_params_yaml_alone(tmp_path):
     assert ((ws / "params.yaml").read_text(), (ws / "dvc.yaml").read_text()) == before
 
 
-def test_prepare_refuses_a_training_split_with_no_class_of_two_images(bare):
-    """The held-out slice would be empty: prepare says so before it writes anything, so no
-    engine reaches a train stage (and deletes its outputs) to find out."""
+def _tree(root, images_per_class: int) -> None:
+    from PIL import Image
+
+    for c, colour in (("cat", (200, 40, 40)), ("dog", (40, 40, 200))):
+        for split, n in (("train", images_per_class), ("val", 1)):
+            (root / split / c).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                Image.new("RGB", (48, 40), colour).save(root / split / c / f"{c}{i}.jpg")
+
+
+def _imagefolder(bare, root) -> None:
     params = tiny_params()
-    params["data"]["embedded"]["train_per_class"] = 1
+    params["data"].update(source="imagefolder", root=str(root))
+    params["train"]["batch_size"] = 1
     (bare / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+def test_prepare_refuses_a_training_split_with_no_class_of_two_images(bare, tmp_path):
+    """The held-out slice would be empty: prepare says so before it writes anything, so no
+    engine reaches a train stage (and deletes its outputs) to find out. (validate refuses a
+    generated set of one image a class before that.)"""
+    _tree(tmp_path / "ones", 1)
+    _imagefolder(bare, tmp_path / "ones")
     done = vggrepro_here("prepare", cwd=bare)
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
-    assert "data: no class of the 6 training images in 6 classes has two" in done.stderr
+    assert "data: no class of the 2 training images in 2 classes has two" in done.stderr
+    assert not (bare / "data" / "manifest.csv").exists()
+
+
+def test_prepare_refuses_a_link_from_the_dataset_into_the_project(bare, tmp_path):
+    """validate keeps data.root apart from the project; a class folder linked into it from
+    inside the dataset would make the project's figures a class."""
+    _tree(tmp_path / "ds", 2)
+    (bare / "reports").mkdir()
+    (tmp_path / "ds" / "train" / "figs").symlink_to(bare / "reports")
+    _imagefolder(bare, tmp_path / "ds")
+    done = vggrepro_here("prepare", cwd=bare)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "train/figs: a link into the project's own files (reports)" in done.stderr
     assert not (bare / "data" / "manifest.csv").exists()
 
 

@@ -484,12 +484,11 @@ def _check_root_path(data: dict, files: bool = True) -> None:
     root = expand_root(data["root"]).resolve()
     project = Path.cwd().resolve()
     own = "the embedded generator needs a folder of its own, e.g. data/embedded" if embedded else "expected the dataset's own folder"
-    if root == project or root in project.parents:
+    taken = paths.project_part(root, project)
+    if taken == "the whole project":
         raise ParamsError(f"data.root: {data['root']!r} holds the whole project; {own}")
-    for taken in paths.PROJECT_OUTPUTS + paths.PROJECT_INPUTS:
-        t = (project / taken).resolve()
-        if root == t or t in root.parents or root in t.parents:
-            raise ParamsError(f"data.root: {data['root']!r} overlaps the project's {taken!r}; {own}")
+    if taken is not None:
+        raise ParamsError(f"data.root: {data['root']!r} overlaps the project's {taken!r}; {own}")
     if embedded or not files:
         return
     if not root.is_dir():

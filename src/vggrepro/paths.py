@@ -165,3 +165,19 @@ def edits(stage: str) -> str:
 PROJECT_OUTPUTS = (MANIFEST, CLASSES, BAD_FILES, MEAN_RGB, RUNS_DIR, FUSION_DIR, REPORTS_DIR, STATE_DIR)
 # The project's own inputs, which no dataset folder may be or hold.
 PROJECT_INPUTS = ("params.yaml", "dvc.yaml", "dvc.lock", "Snakefile", "src", "workflow", "profiles", "tests", ".dvc", ".git")
+
+
+def project_part(path, project=None) -> str | None:
+    """What of the project a resolved path is, holds or lies in: "the whole project" (the
+    project or a folder above it), one of PROJECT_OUTPUTS or PROJECT_INPUTS, or None.
+    project: the project root, resolved (default: the working directory, where stages run)."""
+    from pathlib import Path
+
+    path, project = Path(path), Path(project) if project is not None else Path.cwd().resolve()
+    if path == project or path in project.parents:
+        return "the whole project"
+    for taken in PROJECT_OUTPUTS + PROJECT_INPUTS:
+        t = (project / taken).resolve()
+        if path == t or t in path.parents or path in t.parents:
+            return taken
+    return None

@@ -46,6 +46,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vggrepro import paths
 from vggrepro.data import vallabels
 from vggrepro.data.badfiles import BadFile, from_os_error
 from vggrepro.data.ingest import DatasetError
@@ -129,6 +130,14 @@ class _Walker:
             if entry.is_symlink():
                 try:
                     os.stat(entry.path)
+                    # validate keeps data.root apart from the project; a link inside it must too,
+                    # or the project's own figures and weights would be read as a class
+                    taken = paths.project_part(os.path.realpath(entry.path))
+                    if taken is not None:
+                        raise DatasetError(
+                            f"{printable(entry.path)}: a link into the project's own files ({taken}); expected "
+                            "the dataset's own folders and images"
+                        )
                 except OSError as err:
                     if of_classes and not lower.endswith(IMAGE_SUFFIXES):  # a class folder, as far as one can tell
                         raise DatasetError(
