@@ -169,5 +169,20 @@ def to_markdown(df: pd.DataFrame) -> str:
     return "\n".join([head, rule, *body])
 
 
+def headline(frames: dict) -> dict:
+    """reports/metrics.json: each table's best row (the lowest top-1 error), its top-1 and top-5
+    error in %, as table<N>.top1 and table<N>.top5: plain names, 8 columns beside the params in
+    `dvc exp show`. Every row is in reports/tables/table<N>.csv; a table without rows is left out."""
+    out = {}
+    for number in (3, 4, 5, 6):
+        df = frames[number]
+        if number == 6:
+            df = df[df["nets"] > 0]  # an ensemble none of whose members the grid holds
+        if len(df):
+            best = df.loc[df["top-1 err"].idxmin()]  # the first of equal rows
+            out[f"table{number}"] = {"top1": float(best["top-1 err"]), "top5": float(best["top-5 err"])}
+    return out
+
+
 def to_csv(df: pd.DataFrame) -> str:
     return df.to_csv(index=False, lineterminator="\n", float_format="%.4f")

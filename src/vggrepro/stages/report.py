@@ -375,13 +375,6 @@ def run(params: Params) -> dict:
     for name, png in drawn.items():
         io.write_bytes(out.figure(name), png)
     io.write_text(out.markdown, render(params, frames))
-    metrics = {
-        "table3": {r["run"]: {"top1_err": r["top-1 err"], "top5_err": r["top-5 err"]} for r in frames[3].to_dict("records")},
-        "table4": {r["run"]: {"top1_err": r["top-1 err"], "top5_err": r["top-5 err"]} for r in frames[4].to_dict("records")},
-        "table5": {f"{r['run']} {r['method']}": {"top1_err": r["top-1 err"], "top5_err": r["top-5 err"]}
-                   for r in frames[5].to_dict("records")},
-        "table6": {r["ensemble"]: {"top1_err": r["top-1 err"], "top5_err": r["top-5 err"]}
-                   for r in frames[6].to_dict("records") if r["nets"]},
-    }
+    metrics = tables.headline(frames)
     io.write_json(out.metrics, metrics)
     return {"runs": len(runs), "tables": len(frames), "figures": len(drawn)}
