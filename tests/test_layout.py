@@ -19,7 +19,7 @@ from vggrepro.engine import registry
 from vggrepro.params import load_params, parse_params, schema
 
 PACKAGE = ROOT / "src" / "vggrepro"
-PAPER_CODE = {"cli", "params", "paths", "table1", "model", "training", "schedule", "protocols", "metrics", "published"}
+PAPER_CODE = {"cli", "params", "paths", "table1", "model", "training", "schedule", "protocols", "metrics", "published", "prediction"}
 ROOMS = {"data", "stages", "report", "engine", "runtime", "bench"}
 
 

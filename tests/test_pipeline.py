@@ -5,6 +5,8 @@ import re
 import subprocess
 import sys
 
+import pandas as pd
+
 from conftest import tiny_params, tool
 
 REPORTS = (

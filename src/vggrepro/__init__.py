@@ -10,6 +10,14 @@ import sys
 __version__ = "0.1.0"
 
 
+def predict(images, model="runs/E_jit/model.pt", **options) -> list[list[dict]]:
+    """The top classes of each image by a trained run (vggrepro.prediction.predict); imported
+    when called, so `import vggrepro` stays free of torch."""
+    from vggrepro.prediction import predict as _predict
+
+    return _predict(images, model, **options)
+
+
 def provenance() -> dict[str, str]:
     """What made an output: the versions of vggrepro and of the libraries it computed with.
 

@@ -5,6 +5,7 @@
     vggrepro validate            check params.yaml, the workspace and dvc.yaml
     vggrepro dvc-yaml [--check]  render dvc.yaml from the stage registry
     vggrepro use FILE            make FILE (e.g. params/imagenet-vgg19.yaml) the params.yaml, re-render dvc.yaml
+    vggrepro predict IMAGE... --model runs/E_jit/model.pt   top-5 classes of images by a trained run
     vggrepro import-weights --arch vgg19 --input F.pth --output F.pt   torchvision's weights as a checkpoint
     vggrepro bench noop|stamp|loader|data|train|eval   benchmarks (ratios from one run)
 
@@ -88,6 +89,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", required=True, help="vgg11, vgg13, vgg16 or vgg19 (Table 1's A, B, D, E)")
     p.add_argument("--input", required=True, type=Path, help="a torchvision state_dict, e.g. vgg19-dcbb9e9d.pth")
     p.add_argument("--output", required=True, type=Path, help="the checkpoint to write, e.g. models/vgg19.pt")
+    p = command("predict", "the top classes of images by a trained run, by the paper's dense protocol at its Q")
+    p.add_argument("images", nargs="+", type=Path, help="image files (JPEG, PNG, WebP)")
+    p.add_argument("--model", type=Path, default=Path("runs/E_jit/model.pt"), help="a run's model.pt (default: runs/E_jit/model.pt)")
+    p.add_argument("--top", type=int, default=5, help="classes shown per image (default 5)")
+    p.add_argument("--q", type=int, help="test scale in pixels (default: the run's own, from its checkpoint)")
+    p.add_argument("--json", action="store_true", help="one JSON object per image")
     p = command("dvc-yaml", "render dvc.yaml from the stage registry")
     p.add_argument("--check", action="store_true", help="exit 1 if dvc.yaml on disk differs")
     return parser
@@ -104,6 +111,17 @@ def _model(args) -> int:
         **{k: getattr(spec, k) for k in ("num_classes", "width", "head_width", "crop")},
     }
     print(json.dumps(info) if args.json else "\n".join(f"{k}: {v}" for k, v in info.items()))
+    return 0
+
+
+def _predict(args) -> int:
+    from vggrepro.prediction import predict
+
+    for path, best in zip(args.images, predict(args.images, args.model, top=args.top, q=args.q)):
+        if args.json:
+            print(json.dumps({"image": str(path), "top": best}))
+        else:
+            print(f"{path}: " + "; ".join(f"{c['name']} ({c['wnid']}) {c['probability']:.3f}" for c in best))
     return 0
 
 
@@ -234,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
             return _use(args)
         if args.command == "dvc-yaml":
             return _dvc_yaml(args)
+        if args.command == "predict":
+            return _predict(args)
         if args.command == "import-weights":
             from vggrepro.published import import_file
 

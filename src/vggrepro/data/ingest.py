@@ -93,8 +93,13 @@ def read_manifest(path: str | Path, split: str) -> list[Entry]:
 
 def read_classes(path: str | Path) -> list[str]:
     """wnids in label order."""
+    return [wnid for wnid, _ in read_class_names(path)]
+
+
+def read_class_names(path: str | Path) -> list[tuple[str, str]]:
+    """(wnid, name) in label order; the name is the wnid where the dataset gives none."""
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"{path}: no such file; run the prepare stage first")
     with path.open(newline="") as f:
-        return [r["wnid"] for r in csv.DictReader(f)]
+        return [(r["wnid"], r.get("name") or r["wnid"]) for r in csv.DictReader(f)]

@@ -60,6 +60,15 @@ def init_scheme(params: Params, run: Run) -> str:
     return "normal" if root == IMPORT else root
 
 
+def use_by_hand(params: Params, run: Run) -> dict:
+    """What `vggrepro predict` needs beside the weights: the class names in label order and
+    the run's single test scale Q in pixels (Sec. 4.1: S, or the middle of a jittered range)."""
+    return {
+        "classes": [list(c) for c in ingest.read_class_names(paths.CLASSES)],
+        "test_q_px": params.pixels(run.single_scale_q),
+    }
+
+
 def _import(params: Params, run_name: str, run: Run) -> dict:
     """A run that is a checkpoint from outside the grid (init: import): checked against the
     run and the dataset, its classes put in the dataset's label order, written as the run's model
@@ -89,6 +98,7 @@ def _import(params: Params, run_name: str, run: Run) -> dict:
         "run": asdict(run),
         "imported_from": {"path": run.weights, **source.get("source", {})},
         "epochs": 0,
+        **use_by_hand(params, run),
     }
     io.write_text(paths.train_log(run_name), "[]\n")
     io.write_torch(paths.model(run_name), checkpoint)
@@ -304,6 +314,7 @@ def _write_outputs(params, run_name, run, model, log, copied, mean, std, compute
         "epochs": len(log),
         "compute": compute.describe(),
         "provenance": provenance(),
+        **use_by_hand(params, run),
     }
     io.write_torch(paths.model(run_name), checkpoint)
     point.discard()
