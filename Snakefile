@@ -30,4 +30,5 @@ rule all:
         registry.final_targets(STAGES),
 
 
+include: "workflow/rules/common.smk"
 include: "workflow/rules/stages.smk"

@@ -162,7 +162,14 @@ def edits(stage: str) -> str:
 # Everything above that a stage writes, as the top folders or files: an embedded data.root may
 # not be, hold or lie above any of them (prepare replaces the whole folder it generates), and
 # every output a stage declares lies in one of them (tests/test_graph.py).
-PROJECT_OUTPUTS = (MANIFEST, CLASSES, BAD_FILES, MEAN_RGB, RUNS_DIR, FUSION_DIR, REPORTS_DIR, STATE_DIR)
+LOGS_DIR = "logs"  # Snakemake's log of each stage (its rules' log:)
+
+
+def stage_log(stage: str) -> str:
+    return f"{LOGS_DIR}/{stage}.log"
+
+
+PROJECT_OUTPUTS = (MANIFEST, CLASSES, BAD_FILES, MEAN_RGB, RUNS_DIR, FUSION_DIR, REPORTS_DIR, STATE_DIR, LOGS_DIR)
 # The project's own inputs, which no dataset folder may be or hold.
 PROJECT_INPUTS = ("params.yaml", "dvc.yaml", "dvc.lock", "Snakefile", "src", "workflow", "profiles", "tests", ".dvc", ".git")
 

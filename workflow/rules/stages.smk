@@ -1,29 +1,6 @@
-# One rule per stage of vggrepro.engine.registry (STAGES and PARAMS come from the Snakefile);
-# nothing here names a stage by hand. DVC's `validate` stage has no rule: the Snakefile
-# runs the same checks at parse time.
-
-TRAIN_RUNTIME_MIN = 3 * 24 * 60  # a training job's SLURM time limit
-STAGE_RUNTIME_MIN = 4 * 60
-
-
-def _gpus(stage):
-    if PARAMS.raw["train"]["device"] == "cpu":
-        return 0
-    if stage.kind == "train":
-        return PARAMS.raw["train"]["nproc"]
-    return 1 if stage.kind == "evaluate" else 0
-
-
-def _output(out):
-    """An output as the rule declares it: a directory, or marked for `snakemake --report`
-    with its caption (workflow/report/) and category."""
-    if out.directory:
-        return directory(out.path)
-    if out.report:
-        category, caption = out.report
-        return report(out.path, caption=f"../report/{caption}", category=category)
-    return out.path
-
+# One rule per stage of vggrepro.engine.registry (STAGES and PARAMS come from the Snakefile,
+# the helpers from common.smk); nothing here names a stage by hand. DVC's `validate` stage has
+# no rule: the Snakefile runs the same checks at parse time.
 
 for _stage in registry.snakemake_stages(STAGES):
 
@@ -42,6 +19,10 @@ for _stage in registry.snakemake_stages(STAGES):
             [_output(o) for o in _stage.outs],
         params:
             cmd=_stage.cmd,
+        # The stage's own output, also on the terminal (bash's pipefail, Snakemake's default,
+        # keeps the stage's exit status through tee); under SLURM, in the job's log too.
+        log:
+            paths.stage_log(_stage.name),
         threads: PARAMS.raw["threads"]
         # fuse and report average saved posteriors and write tables: seconds, no GPU. On a
         # cluster they run in the main process rather than queue as jobs of their own.
@@ -57,4 +38,4 @@ for _stage in registry.snakemake_stages(STAGES):
             cpus_per_task=PARAMS.raw["threads"] + PARAMS.raw["data"]["workers"],
             runtime=TRAIN_RUNTIME_MIN if _stage.kind == "train" else STAGE_RUNTIME_MIN,
         shell:
-            "{params.cmd}"
+            "{params.cmd} 2>&1 | tee {log}"
