@@ -69,8 +69,11 @@ def test_bad_params_get_one_line_from_validate_and_prepare_and_change_nothing(tm
         except yaml.YAMLError:
             continue
         done = vggrepro_here("validate", cwd=project)
-        if done.returncode == 0:
-            continue  # a value that happens to be valid there
+        if done.returncode == 0:  # a value that happens to be valid there: no stage may refuse it
+            prepared = vggrepro_here("prepare", cwd=project)
+            assert prepared.returncode == 0, (case, params, prepared.stderr)
+            before = _outputs(project)
+            continue
         refused += 1
         assert done.returncode == 2, (case, done.stderr)
         _one_line(done)
@@ -81,7 +84,10 @@ def test_bad_params_get_one_line_from_validate_and_prepare_and_change_nothing(tm
     assert refused > CASES // 2  # the fuzz mostly tried bad values
 
 
-def test_bad_dataset_entries_get_a_row_or_one_line_and_nothing_blocks(tmp_path):
+def test_bad_dataset_entries_get_a_row_or_one_line_and_nothing_blocks(tmp_path, monkeypatch):
+    from vggrepro.data import fingerprint
+
+    monkeypatch.setattr(fingerprint, "MIN_FOR_WORKERS", 0)  # data.workers: 2 decodes in workers even here
     photos = synthetic_photos(tmp_path / "photos", n=8)
     rng = random.Random(SEED)
     project = tmp_path / "p"
