@@ -43,3 +43,21 @@ def test_a_terminal_gets_none_and_the_interval_comes_from_the_environment(monkey
         monkeypatch.setenv(heartbeat.ENV, bad)
         with pytest.raises(Error, match=rf"^VGGREPRO_HEARTBEAT='{bad}': expected a positive number of seconds$"):
             heartbeat.interval()
+
+
+def test_a_bad_interval_stops_both_engines_before_any_stage(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import make_project, tiny_params, tool
+
+    project = make_project(tmp_path / "p", tiny_params())
+    env = {**os.environ, heartbeat.ENV: "soon"}
+    # snakemake, and DVC's first stage (every other stage follows it)
+    for cmd in ([tool("snakemake"), "-n"], [sys.executable, "-m", "vggrepro", "validate", "--write-knobs"]):
+        done = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode != 0 and "VGGREPRO_HEARTBEAT='soon': expected a positive number of seconds" in (
+            done.stdout + done.stderr), done.stderr
+        assert "Traceback" not in done.stderr
+    assert not (project / "data").exists()

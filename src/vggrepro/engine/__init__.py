@@ -10,6 +10,7 @@ import sys
 from vggrepro.engine import guard, outputs_record, pipeline_lock, registry, timesync
 from vggrepro.engine.registry import PARAMS_FILE, Stage
 from vggrepro.params import Params
+from vggrepro.runtime import heartbeat
 from vggrepro.runtime.errors import Error
 
 
@@ -33,6 +34,7 @@ def pre_run(engine: str, params_path: str = PARAMS_FILE, *, workflow=None, confi
     with one line.
     """
     if engine == "dvc":
+        heartbeat.interval()  # a bad VGGREPRO_HEARTBEAT stops here, not in a stage whose outputs are gone
         pipeline_lock.hold_for_dvc()
         if guard.unchanged_since_last_guard(params_path):
             return None
@@ -46,6 +48,7 @@ def pre_run(engine: str, params_path: str = PARAMS_FILE, *, workflow=None, confi
             f"{params_path} alone; set the knob there (e.g. `seed: 5`), or run `dvc exp run -S seed=5`"
         )
     try:
+        heartbeat.interval()
         params, stages = guard.guard(params_path, dvc_yaml=False)
     except Error as err:
         sys.exit(f"snakemake: error: {err}")
