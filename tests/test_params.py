@@ -224,7 +224,7 @@ def test_the_memory_estimate_counts_every_layer_output_and_weight_of_the_built_n
             assert table1.layer_outputs(config, 0.25, side) == seen, (config, side)
 
 
-def test_memory_is_checked_against_this_machine_only_where_the_stages_use_its_cpu(monkeypatch):
+def test_memory_is_checked_against_this_machine_or_the_gpu_the_stages_use(monkeypatch, tmp_path):
     from vggrepro.runtime import machine
 
     monkeypatch.setattr(machine, "machine_bytes", lambda: 2**30)  # a 1 GiB machine
@@ -248,8 +248,18 @@ def test_memory_is_checked_against_this_machine_only_where_the_stages_use_its_cp
     params["train"]["nproc"] = 16  # 16 processes on this CPU, 4 images each: 16 copies of the weights
     with pytest.raises(ParamsError, match=r"train.batch_size: 4 images a micro-batch in each of train.nproc 16 processes"):
         parse_params(params)
-    params["train"]["device"] = "cuda"  # a GPU's memory is not known here: not checked
+    params["train"]["device"] = "cuda"  # no nvidia-smi here: a GPU's memory is not known, not checked
+    monkeypatch.setattr(machine.shutil, "which", lambda name: None)
     parse_params(params)
+    fake = tmp_path / "nvidia-smi"  # two GPUs of 2 GiB and 1 GiB: each process checked against the smaller
+    fake.write_text("#!/bin/sh\necho 2048; echo 1024\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(machine.shutil, "which", lambda name: str(fake))
+    assert machine.gpu_bytes() == 2**30
+    params["train"]["nproc"] = 1  # one GPU: all 64 images at once
+    with pytest.raises(ParamsError, match=r"train.batch_size: 64 images a micro-batch at geometry.crop 224 .* above the "
+                                          r"GPU's 1.0 GiB"):
+        parse_params(params)
     assert machine.runs_on_this_cpu("cpu")
     assert not machine.runs_on_this_cpu("cuda")
 

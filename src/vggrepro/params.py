@@ -514,19 +514,24 @@ def _check_weights(p: Params) -> None:
 
 
 def _check_memory(p: Params) -> None:
-    """Each run's crop and micro-batch, and its largest test scale, fit this machine's memory
-    where the stages run on its CPU (vggrepro.table1's lower bounds, so nothing that fits is
-    refused); a GPU's memory is not checked here."""
+    """Each run's crop and micro-batch, and its largest test scale, fit the memory the stages
+    will compute in (vggrepro.table1's lower bounds, so nothing that fits is refused): this
+    machine's, for all train.nproc processes, where they run on its CPU; the smallest GPU's,
+    per process, where they run on NVIDIA GPUs that nvidia-smi lists here. Not checked where
+    neither is known here (a GPU job planned on a host without one)."""
     from vggrepro import table1
     from vggrepro.runtime import machine
 
     train, model = p.raw["train"], p.raw["model"]
-    if not machine.runs_on_this_cpu(train["device"]):
-        return
-    have = machine.machine_bytes()
+    processes = train["nproc"]
+    if machine.runs_on_this_cpu(train["device"]):
+        have, sharing, memory = machine.machine_bytes(), processes, "this machine's"
+    else:
+        have, sharing, memory = machine.gpu_bytes(), 1, "the GPU's"  # one process a GPU
+        if have is None:
+            return
     data = p.raw["data"]
     classes = data["embedded"]["classes"] if data["source"] == "embedded" else 2  # unknown before prepare
-    processes = train["nproc"]  # on the CPU, every torchrun process on this machine
     micro, _ = split_batch(train, processes)
     batch_key = "train.device_batch" if "device_batch" in train else "train.batch_size"
     shape = {"width": model["width"], "head_width": model["head_width"], "crop": p.crop, "classes": classes,
@@ -534,12 +539,12 @@ def _check_memory(p: Params) -> None:
     for name, run in p.runs.items():
         where = f"{run.config}, model.width {model['width']:g}, train.precision {train['precision']}"
         if not run.imported:
-            need = processes * table1.training_bytes(run.config, micro_batch=micro, **shape)
+            need = sharing * table1.training_bytes(run.config, micro_batch=micro, **shape)
             if need > have:
-                each = f" in each of train.nproc {processes} processes" if processes > 1 else ""
+                each = f" in each of train.nproc {processes} processes" if sharing > 1 else ""
                 raise ParamsError(
                     f"{batch_key}: {micro} images a micro-batch{each} at geometry.crop {p.crop} ({name}: {where}) need at "
-                    f"least {need / table1.GIB:,.1f} GiB to train, above this machine's {have / table1.GIB:,.1f} GiB; "
+                    f"least {need / table1.GIB:,.1f} GiB to train, above {memory} {have / table1.GIB:,.1f} GiB; "
                     "expected a smaller train.device_batch (the micro-batches' gradients add up) or crop"
                 )
         q = p.pixels(max(run.multi_scale_q))
@@ -547,7 +552,7 @@ def _check_memory(p: Params) -> None:
         if need > have:
             raise ParamsError(
                 f"runs.{name}.scale: dense evaluation at its largest Q ({q} px at geometry.crop {p.crop}; {where}) "
-                f"needs at least {need / table1.GIB:,.1f} GiB for one image and its flip, above this machine's "
+                f"needs at least {need / table1.GIB:,.1f} GiB for one image and its flip, above {memory} "
                 f"{have / table1.GIB:,.1f} GiB; expected a smaller scale or crop"
             )
 

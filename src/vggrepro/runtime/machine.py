@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 _CGROUP_LIMIT = Path("/sys/fs/cgroup/memory.max")  # cgroup v2: a container's or a SLURM job's limit
@@ -25,3 +27,18 @@ def runs_on_this_cpu(device: str) -> bool:
     if device == "cpu":
         return True
     return device == "auto" and not list(Path("/dev").glob("nvidia[0-9]*"))
+
+
+def gpu_bytes() -> int | None:
+    """The smallest NVIDIA GPU's memory here, from nvidia-smi (no CUDA initialised, no torch
+    imported); None where nvidia-smi is missing, fails or lists none."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return None
+    try:
+        out = subprocess.run([smi, "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    mib = [int(line) for line in out.stdout.split() if line.strip().isdigit()] if out.returncode == 0 else []
+    return min(mib) * 2**20 if mib else None
