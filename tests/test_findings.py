@@ -199,3 +199,22 @@ def test_a_comparison_some_seeds_lack_is_inconclusive():
     rates |= {(f"E_jit_seed{k}", "dense-single"): 0.1 for k in (0, 1, 2)}
     row = findings.table(params, loader(rates), epochs).query("claim == 3").iloc[0]
     assert row["seeds"].startswith("0, 1 of 3") and row["verdict"] == "inconclusive", row.to_dict()
+
+
+def test_a_claim_asks_for_more_seeds_where_the_seeds_spread_makes_its_interval_wide():
+    """Three seeds that disagree by 20 points on 2000 images: the t half-width over seeds is far
+    wider than the images' bootstrap, so more images would not narrow it; the line says so."""
+    params = sweep_grid({k: RUNS[k] for k in ("A_256", "A_LRN_256")})
+    rates = {}
+    for k, (a, lrn) in enumerate([(0.20, 0.30), (0.35, 0.20), (0.25, 0.25)]):
+        rates |= {(f"A_256_seed{k}", p): a for p in ("dense-single", "dense")}
+        rates |= {(f"A_LRN_256_seed{k}", p): lrn for p in ("dense-single", "dense")}
+    table = findings.table(params, loader(rates))
+    row = table.query("claim == 7").iloc[0]
+    assert (row["verdict"], row["wider noise"]) == ("inconclusive", "seeds"), row.to_dict()
+    assert f"Claim 7 would need, we think: {findings.MORE_SEEDS}." in findings.needs(table)
+    one = findings.table(grid({k: RUNS[k] for k in ("A_256", "A_LRN_256")}),
+                         loader({("A_256", p): 0.25 for p in ("dense-single", "dense")}
+                                | {("A_LRN_256", p): 0.255 for p in ("dense-single", "dense")}))
+    assert one.query("claim == 7").iloc[0]["wider noise"] == "images"
+    assert f"Claim 7 would need, we think: {findings.MORE_IMAGES}." in findings.needs(one)

@@ -47,16 +47,18 @@ CLAIMS = {
 }
 
 # What we think a claim would need where it does not hold or is inconclusive here.
+MORE_IMAGES = "more validation images (a narrower interval)"
+MORE_SEEDS = "more training seeds (the seeds disagree by more than the images' interval allows)"
 NEEDS = {
     1: "the deeper nets trained longer: their added layers start from random weights, and the narrow nets of a CPU "
        "grid relearn slowly",
     2: "C and D trained longer, as for claim 1",
     3: "longer jittered training (the paper's jittered nets trained as long as the others); at the demo geometry a "
        "64-px crop of a 110-px image cuts the objects, so the S=384 start is weak",
-    4: "more validation images (a narrower interval)",
-    5: "more validation images (a narrower interval); our dense and multi-crop differ far more than the paper's",
+    4: MORE_IMAGES,
+    5: MORE_IMAGES + "; our dense and multi-crop differ far more than the paper's",
     6: "members that err on other images; more validation images",
-    7: "more validation images (a narrower interval)",
+    7: MORE_IMAGES,
 }
 
 # (run or fuse entry, protocol): the per-image top-1 wrong (0/1 float) and the images' paths
@@ -192,11 +194,16 @@ def _bootstrap(values: torch.Tensor, seed: int, label: str) -> tuple[float, floa
 
 
 def _over_seeds(values: torch.Tensor, seed: int, label: str) -> tuple[float, float]:
+    return _over_seeds_halves(values, seed, label)[:2]
+
+
+def _over_seeds_halves(values: torch.Tensor, seed: int, label: str) -> tuple[float, float, float, float]:
     """The 95% interval of the mean over training seeds of the mean over images, values being
     (seeds, images) on the same images: the images' bootstrap interval of the seeds' mean and
     Student's t over the seeds' own means (k - 1 degrees of freedom), their half-widths added
     in quadrature. Three seeds are too few for a bootstrap over seeds (its percentiles cover
-    far less than 95%); t is the small-sample interval, and a wide one: 4.3 sd / sqrt(3)."""
+    far less than 95%); t is the small-sample interval, and a wide one: 4.3 sd / sqrt(3).
+    Returns (low, high, the seeds' half-width, the images' larger half-width)."""
     from scipy.stats import t
 
     v = values.double()
@@ -204,7 +211,8 @@ def _over_seeds(values: torch.Tensor, seed: int, label: str) -> tuple[float, flo
     img_low, img_high = _bootstrap(v.mean(dim=0), seed, label)
     per_seed = v.mean(dim=1)
     half = float(t.ppf(0.975, len(per_seed) - 1)) * per_seed.std().item() / len(per_seed) ** 0.5
-    return mean - ((mean - img_low) ** 2 + half**2) ** 0.5, mean + ((img_high - mean) ** 2 + half**2) ** 0.5
+    low, high = mean - ((mean - img_low) ** 2 + half**2) ** 0.5, mean + ((img_high - mean) ** 2 + half**2) ** 0.5
+    return low, high, half, max(mean - img_low, img_high - mean)
 
 
 def _paired(wrong: Wrong, group: list[Comparison], seed: int) -> dict:
@@ -222,10 +230,14 @@ def _paired(wrong: Wrong, group: list[Comparison], seed: int) -> dict:
     d = torch.stack(diffs)
     per_seed = d.mean(dim=1)
     label = group[0].label
-    low, high = _bootstrap(d[0], seed, label) if len(group) == 1 else _over_seeds(d, seed, label)
+    if len(group) == 1:
+        (low, high), wider = _bootstrap(d[0], seed, label), "images"
+    else:
+        low, high, seeds_half, images_half = _over_seeds_halves(d, seed, label)
+        wider = "seeds" if seeds_half > images_half else "images"
     return {
         "better": sum(better) / len(better), "worse": sum(worse) / len(worse), "diff": per_seed.mean().item(),
-        "sd": per_seed.std().item() if len(group) > 1 else None, "low": low, "high": high,
+        "sd": per_seed.std().item() if len(group) > 1 else None, "low": low, "high": high, "wider": wider,
     }
 
 
@@ -235,9 +247,17 @@ def interval(wrong: torch.Tensor, seed: int, label: str) -> tuple[float, float]:
 
 
 def needs(table: pd.DataFrame) -> list[str]:
-    """One line for each claim that does not hold or is inconclusive on some comparison."""
-    open_claims = table.loc[table["verdict"].isin(["does not hold", "inconclusive"]), "claim"]
-    return [f"Claim {c} would need, we think: {NEEDS[c]}." for c in dict.fromkeys(open_claims)]
+    """One line for each claim that does not hold or is inconclusive on some comparison. Where
+    its interval is wide for want of images, it asks for more of them; where the seeds'
+    spread is the wider half of the interval on every such row, for more seeds instead."""
+    open_rows = table[table["verdict"].isin(["does not hold", "inconclusive"])]
+    lines = []
+    for claim in dict.fromkeys(open_rows["claim"]):
+        text = NEEDS[claim]
+        if set(open_rows.loc[open_rows["claim"] == claim, "wider noise"]) == {"seeds"}:
+            text = text.replace(MORE_IMAGES, MORE_SEEDS).replace("more validation images", MORE_SEEDS)
+        lines.append(f"Claim {claim} would need, we think: {text}.")
+    return lines
 
 
 def verdict(claim: int, low: float, high: float) -> str:
@@ -254,7 +274,8 @@ def verdict(claim: int, low: float, high: float) -> str:
     return "inconclusive"
 
 
-COLUMNS = ["claim", "finding", "comparison", "seeds", "ours", "difference [95% CI]", "sd over seeds", "paper", "verdict"]
+COLUMNS = ["claim", "finding", "comparison", "seeds", "ours", "difference [95% CI]", "sd over seeds", "wider noise",
+           "paper", "verdict"]
 
 
 def table(params: Params, wrong: Wrong, epochs: dict[str, int] | None = None) -> pd.DataFrame:
@@ -283,6 +304,7 @@ def table(params: Params, wrong: Wrong, epochs: dict[str, int] | None = None) ->
                 "ours": f"{r['better']:.1f} vs {r['worse']:.1f}",
                 "difference [95% CI]": f"{r['diff']:+.1f} [{r['low']:+.1f}, {r['high']:+.1f}]",
                 "sd over seeds": "-" if r["sd"] is None else f"{r['sd']:.1f}",
+                "wider noise": r["wider"],  # the larger half-width of the interval: the seeds' or the images'
                 "paper": f"{b:.1f} vs {w:.1f}" if b is not None and w is not None else "-",
                 "verdict": "inconclusive" if partial else verdict(claim, r["low"], r["high"]),
             })
