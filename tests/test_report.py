@@ -106,3 +106,28 @@ def test_paper_numbers_stand_only_beside_runs_made_as_the_papers_were():
     raw = with_runs({"A_256": {"config": "A", "scale": 256, "init": "kaiming"},
                      "E_jit": {"config": "E", "scale": [256, 512], "init": "A_256"}})  # jittered straight from A
     assert not tables.papers_chain(parse_params(raw), "E_jit")
+
+
+def test_the_headline_is_a_tables_best_row_and_in_a_sweep_the_best_mean_over_seeds():
+    """The least of several noisy seeds would fall with every seed added: a sweep's headline
+    averages each run over its seeds first."""
+    import copy
+
+    import pandas as pd
+
+    from conftest import tiny_params
+    from vggrepro.params import parse_params
+    from vggrepro.report import tables
+
+    raw = copy.deepcopy(tiny_params())
+    raw["seeds"] = [0, 1]
+    params = parse_params(raw)
+    t3 = pd.DataFrame({"run": ["A_256_seed0", "A_256_seed1", "B_256_seed0", "B_256_seed1"],
+                       "top-1 err": [30.0, 10.0, 18.0, 19.0], "top-5 err": [5.0, 1.0, 3.0, 4.0]})
+    empty = pd.DataFrame(columns=["run", "method", "top-1 err", "top-5 err"])
+    t6 = pd.DataFrame(columns=["ensemble", "nets", "top-1 err", "top-5 err"])
+    frames = {3: t3, 4: empty, 5: empty, 6: t6}
+    assert tables.headline(params, frames) == {"t3_top1": 18.5, "t3_top5": 3.5}  # B_256's mean, not A_256_seed1
+    one = parse_params(copy.deepcopy(tiny_params()))
+    t3_one = pd.DataFrame({"run": ["A_256", "B_256"], "top-1 err": [12.0, 12.0], "top-5 err": [2.0, 1.0]})
+    assert tables.headline(one, {3: t3_one, 4: empty, 5: empty, 6: t6}) == {"t3_top1": 12.0, "t3_top5": 2.0}  # a tie: the first

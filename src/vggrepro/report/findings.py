@@ -48,7 +48,7 @@ CLAIMS = {
 
 # What we think a claim would need where it does not hold or is inconclusive here.
 MORE_IMAGES = "more validation images (a narrower interval)"
-MORE_SEEDS = "more training seeds (the seeds disagree by more than the images' interval allows)"
+MORE_SEEDS = "more training seeds (the seeds differ by more than their images' noise explains)"
 NEEDS = {
     1: "the deeper nets trained longer: their added layers start from random weights, and the narrow nets of a CPU "
        "grid relearn slowly",
@@ -194,16 +194,11 @@ def _bootstrap(values: torch.Tensor, seed: int, label: str) -> tuple[float, floa
 
 
 def _over_seeds(values: torch.Tensor, seed: int, label: str) -> tuple[float, float]:
-    return _over_seeds_halves(values, seed, label)[:2]
-
-
-def _over_seeds_halves(values: torch.Tensor, seed: int, label: str) -> tuple[float, float, float, float]:
     """The 95% interval of the mean over training seeds of the mean over images, values being
     (seeds, images) on the same images: the images' bootstrap interval of the seeds' mean and
     Student's t over the seeds' own means (k - 1 degrees of freedom), their half-widths added
     in quadrature. Three seeds are too few for a bootstrap over seeds (its percentiles cover
-    far less than 95%); t is the small-sample interval, and a wide one: 4.3 sd / sqrt(3).
-    Returns (low, high, the seeds' half-width, the images' larger half-width)."""
+    far less than 95%); t is the small-sample interval, and a wide one: 4.3 sd / sqrt(3)."""
     from scipy.stats import t
 
     v = values.double()
@@ -211,8 +206,7 @@ def _over_seeds_halves(values: torch.Tensor, seed: int, label: str) -> tuple[flo
     img_low, img_high = _bootstrap(v.mean(dim=0), seed, label)
     per_seed = v.mean(dim=1)
     half = float(t.ppf(0.975, len(per_seed) - 1)) * per_seed.std().item() / len(per_seed) ** 0.5
-    low, high = mean - ((mean - img_low) ** 2 + half**2) ** 0.5, mean + ((img_high - mean) ** 2 + half**2) ** 0.5
-    return low, high, half, max(mean - img_low, img_high - mean)
+    return mean - ((mean - img_low) ** 2 + half**2) ** 0.5, mean + ((img_high - mean) ** 2 + half**2) ** 0.5
 
 
 def _paired(wrong: Wrong, group: list[Comparison], seed: int) -> dict:
@@ -230,15 +224,28 @@ def _paired(wrong: Wrong, group: list[Comparison], seed: int) -> dict:
     d = torch.stack(diffs)
     per_seed = d.mean(dim=1)
     label = group[0].label
-    if len(group) == 1:
-        (low, high), wider = _bootstrap(d[0], seed, label), "images"
-    else:
-        low, high, seeds_half, images_half = _over_seeds_halves(d, seed, label)
-        wider = "seeds" if seeds_half > images_half else "images"
+    low, high = _bootstrap(d[0], seed, label) if len(group) == 1 else _over_seeds(d, seed, label)
     return {
         "better": sum(better) / len(better), "worse": sum(worse) / len(worse), "diff": per_seed.mean().item(),
-        "sd": per_seed.std().item() if len(group) > 1 else None, "low": low, "high": high, "wider": wider,
+        "sd": per_seed.std().item() if len(group) > 1 else None, "low": low, "high": high,
+        "seeds_differ": None if len(group) == 1 else seeds_differ(d),
     }
+
+
+def seeds_differ(d: torch.Tensor) -> bool:
+    """Whether the seeds' differences (rows of d: seeds x images, in points) spread more than
+    the images' noise alone explains: each seed's mean over N images varies by var(d_k) / N from
+    the images it drew, so the spread of the seeds' means is compared with that (an F test at
+    95%, its denominator's many images read as infinite degrees of freedom). Where it is not,
+    more seeds would not narrow the interval more than more images would."""
+    from scipy.stats import chi2
+
+    k, n = d.shape
+    seed_var = d.double().mean(dim=1).var().item()
+    image_var = (d.double().var(dim=1) / n).mean().item()
+    if image_var == 0:
+        return seed_var > 0
+    return seed_var / image_var > float(chi2.ppf(0.95, k - 1)) / (k - 1)
 
 
 def interval(wrong: torch.Tensor, seed: int, label: str) -> tuple[float, float]:
@@ -248,13 +255,13 @@ def interval(wrong: torch.Tensor, seed: int, label: str) -> tuple[float, float]:
 
 def needs(table: pd.DataFrame) -> list[str]:
     """One line for each claim that does not hold or is inconclusive on some comparison. Where
-    its interval is wide for want of images, it asks for more of them; where the seeds'
-    spread is the wider half of the interval on every such row, for more seeds instead."""
+    the seeds of every such row differ by more than their images explain, it asks for more
+    seeds rather than more validation images."""
     open_rows = table[table["verdict"].isin(["does not hold", "inconclusive"])]
     lines = []
     for claim in dict.fromkeys(open_rows["claim"]):
         text = NEEDS[claim]
-        if set(open_rows.loc[open_rows["claim"] == claim, "wider noise"]) == {"seeds"}:
+        if set(open_rows.loc[open_rows["claim"] == claim, "seeds differ"]) == {"yes"}:
             text = text.replace(MORE_IMAGES, MORE_SEEDS).replace("more validation images", MORE_SEEDS)
         lines.append(f"Claim {claim} would need, we think: {text}.")
     return lines
@@ -274,7 +281,7 @@ def verdict(claim: int, low: float, high: float) -> str:
     return "inconclusive"
 
 
-COLUMNS = ["claim", "finding", "comparison", "seeds", "ours", "difference [95% CI]", "sd over seeds", "wider noise",
+COLUMNS = ["claim", "finding", "comparison", "seeds", "ours", "difference [95% CI]", "sd over seeds", "seeds differ",
            "paper", "verdict"]
 
 
@@ -304,7 +311,8 @@ def table(params: Params, wrong: Wrong, epochs: dict[str, int] | None = None) ->
                 "ours": f"{r['better']:.1f} vs {r['worse']:.1f}",
                 "difference [95% CI]": f"{r['diff']:+.1f} [{r['low']:+.1f}, {r['high']:+.1f}]",
                 "sd over seeds": "-" if r["sd"] is None else f"{r['sd']:.1f}",
-                "wider noise": r["wider"],  # the larger half-width of the interval: the seeds' or the images'
+                # beyond what their images' noise explains (seeds_differ); "-" with one seed
+                "seeds differ": "-" if r["seeds_differ"] is None else ("yes" if r["seeds_differ"] else "no"),
                 "paper": f"{b:.1f} vs {w:.1f}" if b is not None and w is not None else "-",
                 "verdict": "inconclusive" if partial else verdict(claim, r["low"], r["high"]),
             })

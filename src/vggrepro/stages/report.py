@@ -321,12 +321,14 @@ def _short_difference(params: Params) -> str:
 def _seeds_line(params: Params) -> str:
     seeds = params.seeds
     if seeds is None:
-        return "One seed: the interval is over images, not over training runs."
+        return "One seed: the interval is over images, not over training runs (\"seeds differ\" reads -)."
     return (
         f"{len(seeds)} training seeds ({', '.join(map(str, seeds))}; the dataset and its held-out slice the same for "
         "each): ours are the means over seeds, sd the spread of the seeds' differences, and the interval counts the "
         "training noise (Student's t over the seeds' differences) as well as the images' (the bootstrap of the seeds' "
-        "mean difference), their half-widths added in quadrature. A comparison some seeds lack is inconclusive. Claim 6 "
+        "mean difference), their half-widths added in quadrature; \"seeds differ\" says whether the seeds' differences "
+        "spread more than their own images' noise explains (an F test at 95%: where they do, more seeds, not more "
+        "images, would narrow the interval). A comparison some seeds lack is inconclusive. Claim 6 "
         "sets each seed's ensemble against that seed's best member (named), beside the paper's best member. The "
         "tables give every seed's run."
     )
@@ -375,6 +377,6 @@ def run(params: Params) -> dict:
     for name, png in drawn.items():
         io.write_bytes(out.figure(name), png)
     io.write_text(out.markdown, render(params, frames))
-    metrics = tables.headline(frames)
+    metrics = tables.headline(params, frames)
     io.write_json(out.metrics, metrics)
     return {"runs": len(runs), "tables": len(frames), "figures": len(drawn)}
