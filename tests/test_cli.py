@@ -185,6 +185,13 @@ def test_prepare_refuses_a_link_from_the_dataset_into_the_project(bare, tmp_path
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "train/figs: a link into the project's own files (reports)" in done.stderr
     assert not (bare / "data" / "manifest.csv").exists()
+    (tmp_path / "ds" / "train" / "figs").unlink()  # links into DVC's cache (`dvc add`, cache.type symlink) are data
+    cached = bare / ".dvc" / "cache" / "files" / "md5" / "ab"
+    cached.mkdir(parents=True)
+    (tmp_path / "ds" / "train" / "cat" / "cat0.jpg").rename(cached / "cdef")
+    (tmp_path / "ds" / "train" / "cat" / "cat0.jpg").symlink_to(cached / "cdef")
+    done = vggrepro_here("prepare", cwd=bare)
+    assert done.returncode == 0, done.stderr
 
 
 def test_a_stage_run_by_hand_writes_its_own_knob_and_code_files(tmp_path):

@@ -256,6 +256,9 @@ def test_memory_is_checked_against_this_machine_or_the_gpu_the_stages_use(monkey
     fake.chmod(0o755)
     monkeypatch.setattr(machine.shutil, "which", lambda name: str(fake))
     assert machine.gpu_bytes() == 2**30
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # the stages see the 2 GiB one only
+    assert machine.gpu_bytes() == 2 * 2**30
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     params["train"]["nproc"] = 1  # one GPU: all 64 images at once
     with pytest.raises(ParamsError, match=r"train.batch_size: 64 images a micro-batch at geometry.crop 224 .* above the "
                                           r"GPU's 1.0 GiB"):

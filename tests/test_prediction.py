@@ -77,3 +77,20 @@ def test_the_command_prints_a_line_per_image_and_one_line_errors(checkpoint, tmp
     Image.new("RGB", (400, 20)).save(strip)
     done = vggrepro_here("predict", str(strip), "--model", str(path), cwd=tmp_path)
     assert done.returncode == 2 and "strip.png: 400x20: the long side is 20.0 times" in done.stderr
+
+
+def test_predict_scores_as_the_runs_evaluation_did(checkpoint, tmp_path):
+    """eval.json beside model.pt says how the evaluate stage scored the run: without the flip,
+    pooling posteriors, in fp32 here; predict follows it."""
+    path, net, mean, std = checkpoint
+    (path.parent / "eval.json").write_text(json.dumps(
+        {"flip": False, "pool": "posteriors", "compute": "cpu (CPU), fp32, channels_last"}))
+    photos = _photos(tmp_path)
+    from vggrepro.data.images import decode
+
+    net.eval()
+    expected = protocols.dense_at_q(net, [decode(p) for p in photos], 41, mean=channels(mean), std=channels(std),
+                                    flip=False, pool="posteriors", compute=Compute(torch.device("cpu"), "fp32", False))
+    got = vggrepro.predict(photos, path, top=3)
+    for best, row in zip(got, expected):
+        assert [c["probability"] for c in best] == [round(float(v), 4) for v in row.topk(3).values]

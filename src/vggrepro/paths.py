@@ -174,6 +174,15 @@ PROJECT_OUTPUTS = (MANIFEST, CLASSES, BAD_FILES, MEAN_RGB, RUNS_DIR, FUSION_DIR,
 PROJECT_INPUTS = ("params.yaml", "dvc.yaml", "dvc.lock", "Snakefile", "src", "workflow", "profiles", "tests", ".dvc", ".git")
 
 
+def in_dvc_cache(path, project=None) -> bool:
+    """Whether a resolved path lies in the project's DVC cache (a dataset added with `dvc add`
+    and cache.type symlink is links into it)."""
+    from pathlib import Path
+
+    project = Path(project) if project is not None else Path.cwd().resolve()
+    return (project / ".dvc" / "cache").resolve() in Path(path).parents
+
+
 def project_part(path, project=None) -> str | None:
     """What of the project a resolved path is, holds or lies in: "the whole project" (the
     project or a folder above it), one of PROJECT_OUTPUTS or PROJECT_INPUTS, or None.

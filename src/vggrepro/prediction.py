@@ -10,11 +10,13 @@ scale Q in pixels (Sec. 4.1) and the per-channel mean and std (on the 0..255 sca
 paper subtracts the mean RGB) its inputs are normalised with. Each image is rescaled so its
 smallest side is Q, the fully-connected layers run as convolutions over it, the class score
 map is averaged and the soft-max posteriors averaged with the flipped image's (Sec. 3.2),
-as the evaluate stage's dense-single protocol does, in the precision the run was evaluated in.
+as the evaluate stage's dense-single protocol does: with its flip, pool and precision where the
+run's eval.json lies beside model.pt.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Sequence
 
@@ -24,7 +26,7 @@ from vggrepro import protocols
 from vggrepro.data import images as image_io
 from vggrepro.data.normalise import channels
 from vggrepro.model import ModelError, load_checkpoint, read_checkpoint
-from vggrepro.runtime.device import Compute
+from vggrepro.runtime.device import Compute, set_determinism
 from vggrepro.runtime.errors import Error, MissingFile
 
 
@@ -44,18 +46,34 @@ def predict(
     if q is None:
         raise ModelError(f"{model}: holds no test scale (a checkpoint from before predict); pass q, e.g. --q 384")
     classes = checkpoint.get("classes") or [(str(i), str(i)) for i in range(checkpoint["spec"]["num_classes"])]
-    precision = checkpoint.get("params", {}).get("train", {}).get("precision", "fp32")
+    evaluated = _evaluated_with(Path(model))
+    precision = evaluated.get("precision") or checkpoint.get("params", {}).get("train", {}).get("precision", "fp32")
     compute = Compute(torch.device(device), precision, False)
+    set_determinism(compute.device, False)  # as the stages set it: on a GPU, no TF32 in fp32 matmuls
     net = load_checkpoint(model, compute.device).to(memory_format=torch.channels_last)
     mean, std = (channels(values).to(compute.device) for values in net.normalise)
     decoded = [img if isinstance(img, torch.Tensor) else _decode(Path(img)) for img in images]
-    posteriors = protocols.dense_at_q(net, decoded, int(q), mean=mean, std=std, flip=True, compute=compute)
+    posteriors = protocols.dense_at_q(net, decoded, int(q), mean=mean, std=std, compute=compute,
+                                      flip=evaluated.get("flip", True), pool=evaluated.get("pool", "scores"))
     protocols.check_posteriors(posteriors, run=str(model), protocol="dense")
     best = posteriors.topk(min(top, posteriors.shape[1]), dim=1)
     return [
         [{"wnid": classes[i][0], "name": classes[i][1], "probability": round(float(p), 4)} for p, i in zip(ps, ids)]
         for ps, ids in zip(best.values.tolist(), best.indices.tolist())
     ]
+
+
+def _evaluated_with(model: Path) -> dict:
+    """How the evaluate stage scored this run (its eval.json beside model.pt): flip, pool and
+    precision, so that predict gives its dense-single posteriors; {} where there is none."""
+    try:
+        record = json.loads((model.parent / "eval.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    parts = str(record.get("compute", "")).split(", ")
+    found = {"flip": record.get("flip"), "pool": record.get("pool"),
+             "precision": parts[1] if len(parts) > 1 and parts[1] in ("bf16", "fp32") else None}
+    return {k: v for k, v in found.items() if v is not None}
 
 
 def _decode(path: Path) -> torch.Tensor:

@@ -19,8 +19,10 @@ for _stage in registry.snakemake_stages(STAGES):
             [_output(o) for o in _stage.outs],
         params:
             cmd=_stage.cmd,
-        # The stage's own output, also on the terminal (bash's pipefail, Snakemake's default,
-        # keeps the stage's exit status through tee); under SLURM, in the job's log too.
+        # The stage's own output, also on the terminal (bash's pipefail, in the prefix Snakemake
+        # gives every shell command, keeps the stage's exit status through tee); appended, so a
+        # rerun after a kill keeps the killed run's lines. Through the pipe the stage sees no
+        # terminal: heartbeat lines instead of a progress bar (vggrepro.runtime.heartbeat).
         log:
             paths.stage_log(_stage.name),
         threads: PARAMS.raw["threads"]
@@ -38,4 +40,4 @@ for _stage in registry.snakemake_stages(STAGES):
             cpus_per_task=PARAMS.raw["threads"] + PARAMS.raw["data"]["workers"],
             runtime=TRAIN_RUNTIME_MIN if _stage.kind == "train" else STAGE_RUNTIME_MIN,
         shell:
-            "{params.cmd} 2>&1 | tee {log}"
+            "{params.cmd} 2>&1 | tee -a {log}"

@@ -132,8 +132,9 @@ class _Walker:
                     os.stat(entry.path)
                     # validate keeps data.root apart from the project; a link inside it must too,
                     # or the project's own figures and weights would be read as a class
-                    taken = paths.project_part(os.path.realpath(entry.path))
-                    if taken is not None:
+                    target = os.path.realpath(entry.path)
+                    taken = paths.project_part(target)
+                    if taken is not None and not paths.in_dvc_cache(target):  # `dvc add`'s symlink cache is data
                         raise DatasetError(
                             f"{printable(entry.path)}: a link into the project's own files ({taken}); expected "
                             "the dataset's own folders and images"

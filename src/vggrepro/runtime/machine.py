@@ -30,8 +30,9 @@ def runs_on_this_cpu(device: str) -> bool:
 
 
 def gpu_bytes() -> int | None:
-    """The smallest NVIDIA GPU's memory here, from nvidia-smi (no CUDA initialised, no torch
-    imported); None where nvidia-smi is missing, fails or lists none."""
+    """The smallest memory of the NVIDIA GPUs the stages would see here (CUDA_VISIBLE_DEVICES's
+    indices, where it names them), from nvidia-smi (no CUDA initialised, no torch imported);
+    None where nvidia-smi is missing, fails or lists none."""
     smi = shutil.which("nvidia-smi")
     if smi is None:
         return None
@@ -41,4 +42,7 @@ def gpu_bytes() -> int | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     mib = [int(line) for line in out.stdout.split() if line.strip().isdigit()] if out.returncode == 0 else []
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")  # nvidia-smi lists every GPU; the stages see these
+    if visible is not None and all(v.strip().isdigit() for v in visible.split(",") if v.strip()):
+        mib = [m for i, m in enumerate(mib) if str(i) in {v.strip() for v in visible.split(",")}]
     return min(mib) * 2**20 if mib else None
