@@ -11,11 +11,12 @@ __version__ = "0.1.0"
 
 
 def predict(images, model="runs/E_jit/model.pt", **options) -> list[list[dict]]:
-    """The top classes of each image by a trained run (vggrepro.prediction.predict); imported
-    when called, so `import vggrepro` stays free of torch."""
-    from vggrepro.prediction import predict as _predict
+    """The top classes of each image by a trained run (vggrepro.prediction.predict). Imported
+    when called, so `import vggrepro` stays free of torch, and through importlib, so no stage's
+    code digest (vggrepro.engine.codedeps follows import statements) covers a helper no stage runs."""
+    import importlib
 
-    return _predict(images, model, **options)
+    return importlib.import_module("vggrepro.prediction").predict(images, model, **options)
 
 
 def provenance() -> dict[str, str]:
