@@ -61,9 +61,13 @@ def _copy(ws: Path, into: Path) -> Path:
 
 
 def _hash(model: Path) -> str:
-    """The weights' file and the training log beside it (every epoch's sums, not just the last)."""
-    log = model.with_name("train_log.json")
-    return hashlib.blake2b(model.read_bytes() + log.read_bytes(), digest_size=16).hexdigest()
+    """The weights' file, the training log beside it (every epoch's sums, not just the last) and
+    the live folder's files (every step point)."""
+    live = sorted(p for p in (model.parent / "live").rglob("*") if p.is_file())
+    assert live, "no live files"
+    files = [model, model.with_name("train_log.json"), *live]
+    return hashlib.blake2b(b"".join(str(f.relative_to(model.parent)).encode() + f.read_bytes() for f in files),
+                           digest_size=16).hexdigest()
 
 
 def _start(cmd: list[str], ws: Path) -> subprocess.Popen:
@@ -110,12 +114,20 @@ def test_the_log_grows_each_epoch_a_resume_ends_with_the_same_bytes_and_a_log_fi
     out, _ = proc.communicate()
     epochs = json.loads(log.read_text())
     assert not (ws / MODEL).exists() and 1 <= len(epochs) < 3 and epochs[0]["epoch"] == 1
+    # dvclive's step curve has points within the first epoch, and its summary says where the run was
+    rows = (ws / "runs/A_256/live/plots/metrics/train/loss.tsv").read_text().splitlines()
+    assert rows[0] == "step\tloss" and len(rows) > 2, rows
+    steps = [int(r.split("\t")[0]) for r in rows[1:]]
+    assert steps == sorted(set(steps)) and steps[0] >= 1, steps  # strictly rising global steps
+    summary = json.loads((ws / "runs/A_256/live/metrics.json").read_text())
+    assert set(summary) == {"epoch", "step"} and summary["step"] >= steps[-1] and summary["epoch"] >= 1
     beats = [json.loads(line) for line in out.splitlines() if line.startswith('{"heartbeat"')]
     assert beats and beats[0]["heartbeat"] == "train" and beats[0]["run"] == "A_256", out
     assert set(beats[0]) >= {"epoch", "step", "steps", "done", "of", "images_per_s", "eta"}
     done = vggrepro("train", "--run", "A_256", cwd=ws)
     assert done.returncode == 0, done.stderr
     assert log.read_bytes() == (trained / "runs" / "A_256" / "train_log.json").read_bytes()
+    assert _hash(ws / MODEL) == _hash(trained / MODEL)  # the live files too
 
 
 @pytest.mark.slow  # about 15 s: `pytest -m slow`

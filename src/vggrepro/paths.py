@@ -82,6 +82,20 @@ def train_log(run: str) -> str:
     return f"{RUNS_DIR}/{run}/{TRAIN_LOG_NAME}"
 
 
+def live_dir(run: str) -> str:
+    """dvclive's folder of a training run (vggrepro.live): its step curves and progress."""
+    return f"{RUNS_DIR}/{run}/live"
+
+
+def live_plots(run: str) -> str:
+    return f"{live_dir(run)}/plots"
+
+
+def live_summary(run: str) -> str:
+    """The epoch and global step the run has reached, for `dvc exp show` while it runs."""
+    return f"{live_dir(run)}/metrics.json"
+
+
 def protocol_posteriors(run: str, protocol: str) -> str:
     """The soft-max posteriors of the val split by one protocol (vggrepro.params.PROTOCOLS)."""
     return f"{RUNS_DIR}/{run}/eval/{protocol}.pt"

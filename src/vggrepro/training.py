@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from vggrepro import live
 from vggrepro.data import loader
 from vggrepro.data.normalise import to_input
 from vggrepro.metrics import top1_wrong
@@ -92,6 +93,7 @@ class Position:
     epoch: int = 1
     step: int = 0
     history: list[dict] = field(default_factory=list)
+    points: list[dict] = field(default_factory=list)  # the live curves' points so far (vggrepro.live)
     stopped: bool = False  # the schedule ended the run
 
 
@@ -157,11 +159,14 @@ def train_epoch(
     save: Callable[[], None],
     asked: "StopPoll",
     show: dict | None,
+    point: Callable[[], None] = lambda: None,
 ) -> None:
     """The rest of epoch position.epoch from global batch position.step; calls save() (a
     resume point) every checkpoint_every steps and, on SIGTERM or SIGINT, before raising
-    Stopped. show: what the progress bar shows beside its own rate and time left (None: no
-    bar, as on every torchrun process but the first)."""
+    Stopped; point() (a live curve's point, a collective) where live.is_point says, before any
+    save() at that step, so that a resume point holds every point up to its step. show: what
+    the progress bar shows beside its own rate and time left (None: no bar, as on every
+    torchrun process but the first)."""
     loop.model.train()
     device = loop.compute.device
     bad_at = torch.full((), -1, dtype=torch.int64, device=device)
@@ -193,6 +198,8 @@ def train_epoch(
                 position.step += 1
                 progress.update(loop.global_batch)
                 beat.done(position.step * loop.global_batch, step=position.step)
+                if live.is_point(position.step, steps_per_epoch):
+                    point()
                 if asked.now():
                     raise stop()
                 if position.step % checkpoint_every == 0:

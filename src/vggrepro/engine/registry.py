@@ -67,6 +67,10 @@ PLOTS = {  # plot id -> field of the training logs (vggrepro.stages.train)
     "held-out top-1 error (%)": "holdout_top1_err",
     "learning rate": "lr",
 }
+LIVE_PLOTS = {  # plot id -> dvclive's metric (vggrepro.live), drawn against the global step while a run goes on
+    "training loss by step (epoch so far)": "train/loss",
+    "training top-1 error (%) by step (epoch so far)": "train/top1_err",
+}
 
 
 def knobs(params: Params, stage: Stage) -> str:
@@ -114,7 +118,8 @@ def build(params: Params) -> list[Stage]:
                 name,
                 [paths.MANIFEST, paths.CLASSES, paths.MEAN_RGB, *init],
                 ["seed", "threads", "data.root", "model", "geometry", *train_keys, "augment", f"runs.{name}"],
-                [Out(paths.model(name)), Out(paths.train_log(name))],
+                [Out(paths.model(name)), Out(paths.train_log(name)),
+                 Out(paths.live_plots(name), directory=True), Out(paths.live_summary(name), metric=True)],
             )
         )
     multi_crop = params.multi_crop_runs
@@ -234,6 +239,12 @@ def dvc_yaml(stages: list[Stage]) -> str:
         doc["plots"] = [
             {title: {"template": "linear", "x": "epoch", "y": {log: field for log in logs}}}
             for title, field in PLOTS.items()
+        ]
+        runs = [log.rsplit("/", 2)[-2] for log in logs]
+        doc["plots"] += [
+            {title: {"template": "linear", "x": "step",
+                     "y": {f"{paths.live_plots(r)}/metrics/{metric}.tsv": metric.rsplit("/", 1)[-1] for r in runs}}}
+            for title, metric in LIVE_PLOTS.items()
         ]
     # and the report's figures, as images
     doc.setdefault("plots", []).extend(o.path for s in stages for o in s.outs if o.path.endswith(".png"))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from vggrepro import paths, provenance, training
+from vggrepro import live, paths, provenance, training
 from vggrepro.data import holdout, ingest, loader, train_batches
 from vggrepro.data.normalise import channels
 from vggrepro.data.transforms import TrainTransform
@@ -101,6 +101,7 @@ def _import(params: Params, run_name: str, run: Run) -> dict:
         **use_by_hand(params, run),
     }
     io.write_text(paths.train_log(run_name), "[]\n")
+    live.LiveLog(run_name, [])
     io.write_torch(paths.model(run_name), checkpoint)
     return {"run": run_name, "imported": run.weights, "epochs": 0}
 
@@ -224,6 +225,7 @@ def _train(params: Params, run_name: str, run: Run, cfg: dict, seed: int, world,
         if world.main:
             print(f"{run_name}: resuming at epoch {position.epoch}, step {position.step} ({point.path})", flush=True)
             _write_log(run_name, position.history)  # the epochs done so far, as the killed run had them
+    curves = live.LiveLog(run_name, position.points) if world.main else None  # the points so far, likewise
     loop = training.Loop(
         distributed.wrap(model, world, compute.device), optimizer, compute,
         channels(mean).to(compute.device), channels(std).to(compute.device),
@@ -244,6 +246,19 @@ def _train(params: Params, run_name: str, run: Run, cfg: dict, seed: int, world,
                 "sums": all_sums,
             })
 
+    def global_step() -> int:
+        return (position.epoch - 1) * sampler.steps + position.step
+
+    def step_point() -> None:
+        """The epoch's running training loss and error so far (a collective under torchrun)."""
+        totals = distributed.gather(world, (float(sums.loss), int(sums.wrong), sums.seen))
+        seen = sum(t[2] for t in totals)
+        if world.main:
+            curves.add(position.points, {
+                "step": global_step(), "epoch": position.epoch, "train/loss": sum(t[0] for t in totals) / seen,
+                "train/top1_err": 100.0 * sum(t[1] for t in totals) / seen, "train/lr": schedule.lr,
+            })
+
     checkpoint_every = cfg["checkpoint_every"]
     with StopSignals() as signals:
         asked = training.StopPoll(signals, world, compute.device)
@@ -255,6 +270,7 @@ def _train(params: Params, run_name: str, run: Run, cfg: dict, seed: int, world,
             training.train_epoch(
                 loop, batches, run=run_name, position=position, sums=sums, steps_per_epoch=sampler.steps,
                 checkpoint_every=checkpoint_every, save=save, asked=asked, show=show if world.main else None,
+                point=step_point,
             )
             try:
                 # Process 0 alone scores the held-out slice and every process takes its number:
@@ -278,6 +294,9 @@ def _train(params: Params, run_name: str, run: Run, cfg: dict, seed: int, world,
                 "holdout_loss": held_loss,
             }
             position.history.append(line)
+            if world.main:  # the epoch's end: its step is the epoch's last (the same on every process)
+                curves.add(position.points, {"step": global_step(), "epoch": position.epoch,
+                                             "holdout/top1_err": held_err, "holdout/loss": held_loss})
             position.stopped = schedule.step(held_loss if cfg["plateau_on"] == "loss" else held_err)
             position.epoch, position.step = position.epoch + 1, 0
             sums = training.EpochSums.zeros(compute.device)
