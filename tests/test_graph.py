@@ -113,3 +113,30 @@ def test_dvc_and_registry_agree_on_a_stage(stage):
     given = {k for k in reg.params if params.given_key(k)}
     assert given <= set(validate["params"])  # dvc params diff sees every key params.yaml holds
     assert not set(validate["params"]) - {k for s in registry_stages() for k in s.params if params.given_key(k)}
+
+
+@pytest.mark.parametrize("grid", ["default", "tiny"])
+def test_snakemake_lint_passes(grid, tmp_path):
+    """`snakemake --lint` finds nothing: every rule has its log, its conda environment, and no
+    function sits beside a rule."""
+    from conftest import make_project, tiny_params
+
+    project = ROOT if grid == "default" else make_project(tmp_path / "p", tiny_params())
+    done = subprocess.run([tool("snakemake"), "--lint"], cwd=project, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"snakemake --lint exited {done.returncode}:\n{done.stdout}{done.stderr}"
+
+
+def test_conda_env_pins_the_torch_pair_pyproject_was_tested_with():
+    """workflow/envs/vggrepro.yaml pins torch and torchvision at pyproject.toml's upper bounds,
+    the pair tested; its post-deploy script installs the project from the project root."""
+    import tomllib
+    import yaml
+
+    env = yaml.safe_load((ROOT / "workflow/envs/vggrepro.yaml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    tested = {}
+    for dep in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]:
+        if m := re.fullmatch(r"(torch|torchvision)>=[\d.]+,<=([\d.]+)", dep.replace(" ", "")):
+            tested[m[1]] = m[2]
+    assert sorted(pip) == sorted(f"{name}=={version}" for name, version in tested.items())
+    assert "pip install -e ." in (ROOT / "workflow/envs/vggrepro.post-deploy.sh").read_text()

@@ -10,7 +10,7 @@ import pandas as pd
 from conftest import tiny_params, tool
 
 REPORTS = (
-    "reports/results.md", "reports/metrics.json", *(f"reports/tables/table{n}.csv" for n in (3, 4, 5, 6)),
+    "reports/results.md", "reports/metrics.json", *(f"reports/tables/table{n}.{ext}" for n in (3, 4, 5, 6) for ext in ("csv", "html")),
     "reports/figures/error-vs-depth.png", "reports/figures/error-vs-scale.png", "reports/figures/protocols.png",
     "reports/figures/training-B_jit.png", "fusion/metrics.json", "fusion/b-b-jittered-dense.pt",
 )

@@ -131,3 +131,18 @@ def test_the_headline_is_a_tables_best_row_and_in_a_sweep_the_best_mean_over_see
     one = parse_params(copy.deepcopy(tiny_params()))
     t3_one = pd.DataFrame({"run": ["A_256", "B_256"], "top-1 err": [12.0, 12.0], "top-5 err": [2.0, 1.0]})
     assert tables.headline(one, {3: t3_one, 4: empty, 5: empty, 6: t6}) == {"t3_top1": 12.0, "t3_top5": 2.0}  # a tie: the first
+
+
+def test_a_tables_html_page_holds_its_rows_as_results_md_prints_them():
+    """reports/tables/table<N>.html (what `snakemake --report` shows): the markdown's cells,
+    escaped, numbers flush right, and the notes under the table."""
+    from vggrepro.report import htmltable
+
+    df = pd.DataFrame({"run": ["A_256", "B<jit>"], "top-1 err": [11.0, 31.284], "paper top-1": [29.6, None]})
+    page = htmltable.page("Table 3: single-scale evaluation", "Q = S.", df, ["Differs from the paper: crop & width."])
+    assert "<thead><tr><th>run</th><th>top-1 err</th><th>paper top-1</th></tr></thead>" in page
+    assert '<tr><td>A_256</td><td class="num">11.00</td><td class="num">29.60</td></tr>' in page
+    assert '<tr><td>B&lt;jit&gt;</td><td class="num">31.28</td><td class="num">-</td></tr>' in page
+    assert "<p><em>Differs from the paper: crop &amp; width.</em></p>" in page
+    empty = htmltable.page("Table 6: fusion of nets", "", df.iloc[:0], [])
+    assert "<table>" not in empty and "(no row in this grid)" in empty

@@ -47,6 +47,10 @@ class ReportFiles:
     def table(self, number: int) -> str:
         return f"{self.folder}/tables/table{number}.csv"
 
+    def table_page(self, number: int) -> str:
+        """The same table as an HTML page, which `snakemake --report` shows as a table."""
+        return f"{self.folder}/tables/table{number}.html"
+
     @property
     def findings_table(self) -> str:
         """The paper's claims, each comparison with its interval and verdict (vggrepro.report.findings)."""

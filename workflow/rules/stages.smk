@@ -26,6 +26,10 @@ for _stage in registry.snakemake_stages(STAGES):
         log:
             paths.stage_log(_stage.name),
         threads: PARAMS.raw["threads"]
+        # The stage's software, used only under `--sdm conda`: the same command in an environment
+        # of the project's pinned dependencies (workflow/envs/); otherwise Snakemake's own.
+        conda:
+            "../envs/vggrepro.yaml"
         # fuse and report average saved posteriors and write tables: seconds, no GPU. On a
         # cluster they run in the main process rather than queue as jobs of their own.
         localrule: _stage.kind in ("fuse", "report")

@@ -59,7 +59,7 @@ class Stage:
     run: str | None = None  # the run of the grid a train or evaluate stage is for
 
 
-TABLES = (3, 4, 5, 6)  # reports/tables/table<N>.csv, the paper's Tables 3 to 6
+TABLES = (3, 4, 5, 6)  # reports/tables/table<N>.csv and .html, the paper's Tables 3 to 6
 TRAIN_LOG_NAME = paths.TRAIN_LOG_NAME
 PLOTS = {  # plot id -> field of the training logs (vggrepro.stages.train)
     "training loss": "loss",
@@ -157,7 +157,9 @@ def build(params: Params) -> list[Stage]:
             ["seed", *(["seeds"] if params.seeds else []), *data_keys, "model", "geometry", *train_keys, "augment",
              "evaluate", "fuse", "runs"],  # seed: the bootstrap
             [Out(report.markdown, cache=False), Out(report.metrics, cache=False, metric=True),
-             *(Out(report.table(t), cache=False, report=("Tables", f"table{t}.rst")) for t in TABLES),
+             # each table twice in `snakemake --report`: shown (its HTML page) and as CSV to download
+             *(Out(report.table(t), cache=False, report=("Table data (CSV)", f"table{t}.rst")) for t in TABLES),
+             *(Out(report.table_page(t), cache=False, report=("Tables", f"table{t}.rst")) for t in TABLES),
              Out(report.findings_table, cache=False),
              *(Out(f, cache=False, report=_figure_report(f)) for f in report.figures(curves(params)))],
         )

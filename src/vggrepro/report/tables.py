@@ -157,14 +157,21 @@ def with_intervals(df: pd.DataFrame, intervals: list[tuple[float, float]]) -> pd
     return out
 
 
-def to_markdown(df: pd.DataFrame) -> str:
-    def cell(v) -> str:
-        if v is None or (isinstance(v, float) and pd.isna(v)):
-            return "-"
-        return f"{v:.2f}" if isinstance(v, float) else str(v)
+def cell(v) -> str:
+    """A value as the report's tables print it: errors to two decimals, "-" where none."""
+    if v is None or (isinstance(v, float) and pd.isna(v)):
+        return "-"
+    return f"{v:.2f}" if isinstance(v, float) else str(v)
 
+
+def numeric_columns(df: pd.DataFrame) -> list[bool]:
+    """Which columns hold numbers (set flush right)."""
+    return [pd.api.types.is_numeric_dtype(df[c]) for c in df.columns]
+
+
+def to_markdown(df: pd.DataFrame) -> str:
     head = "| " + " | ".join(df.columns) + " |"
-    rule = "|" + "|".join("---:" if pd.api.types.is_numeric_dtype(df[c]) else "---" for c in df.columns) + "|"
+    rule = "|" + "|".join("---:" if numeric else "---" for numeric in numeric_columns(df)) + "|"
     body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.astype(object).itertuples(index=False)]
     return "\n".join([head, rule, *body])
 

@@ -1,6 +1,6 @@
 """report: reports/results.md with the paper's Tables 3 to 6 (ours beside the paper's) and the
-figures, reports/tables/table{3,4,5,6}.csv, reports/figures/*.png, and reports/metrics.json
-for `dvc metrics show`.
+figures, reports/tables/table{3,4,5,6}.csv and .html (the page `snakemake --report` shows),
+reports/figures/*.png, and reports/metrics.json for `dvc metrics show`.
 
 The report holds no timings, paths or dates, so the same params give the same bytes from
 either engine and from a rerun.
@@ -17,7 +17,7 @@ from vggrepro import __version__, paths
 from vggrepro.data import badfiles
 from vggrepro.metrics import true_class_rank
 from vggrepro.params import PAPER_CROP, PAPER_HEAD_WIDTH, Params
-from vggrepro.report import figures, findings, paper, tables
+from vggrepro.report import figures, findings, htmltable, paper, tables
 from vggrepro.runtime import io
 from vggrepro.runtime.errors import MissingFile
 
@@ -225,11 +225,15 @@ def _notes(params: Params, number: int, df: pd.DataFrame) -> list[str]:
     """What a row beside the paper's must say about how the paper's was made."""
     if number == 6 and any((df["ensemble"].map(params.base) == SUBMISSION) & df["paper top-1"].notna()):
         return [
-            f"_{SUBMISSION}: the paper's multi-scale D in that ensemble had only its fully-connected layers "
-            "fine-tuned from the single-scale D (Sec. 4.4); ours fine-tunes every layer._",
-            "",
+            f"{SUBMISSION}: the paper's multi-scale D in that ensemble had only its fully-connected layers "
+            "fine-tuned from the single-scale D (Sec. 4.4); ours fine-tunes every layer."
         ]
     return []
+
+
+def _table_notes(params: Params, number: int, df: pd.DataFrame) -> list[str]:
+    """The lines under a table, in results.md (in italics) and in its HTML page alike."""
+    return [*_notes(params, number, df), f"Differs from the paper: {_short_difference(params)}."]
 
 
 def render(params: Params, frames: dict[int, pd.DataFrame]) -> str:
@@ -260,8 +264,7 @@ def render(params: Params, frames: dict[int, pd.DataFrame]) -> str:
     for number, (title, caption) in SECTIONS.items():
         df = frames[number]
         lines += [f"## {title}", "", caption, "", tables.to_markdown(df) if len(df) else "(no row in this grid)", ""]
-        lines += _notes(params, number, df)
-        lines += [f"_Differs from the paper: {_short_difference(params)}._", ""]
+        lines += [line for note in _table_notes(params, number, df) for line in (f"_{note}_", "")]
     if params.seeds is None:
         lines += tested
     lines += ["## Figures", ""]
@@ -360,6 +363,9 @@ def run(params: Params) -> dict:
     frames[5] = tables.with_intervals(frames[5], intervals(frames[5], lambda row: t5_protocol[row["method"]]))
     for number, df in frames.items():
         io.write_text(out.table(number), tables.to_csv(df))
+        # and as a page that `snakemake --report` shows (a CSV there is only a download)
+        title, caption = SECTIONS[number]
+        io.write_text(out.table_page(number), htmltable.page(title, caption, df, _table_notes(params, number, df)))
     frames["findings"] = findings.table(params, _wrong_per_image, epochs)
     io.write_text(out.findings_table, tables.to_csv(frames["findings"]))
     if params.seeds is None:
