@@ -15,7 +15,7 @@ STYLE = (
     "table{border-collapse:collapse}"
     "th,td{border:1px solid #ccc;padding:3px 8px;text-align:left}"
     "th{background:#f3f3f3}"
-    "td.num{text-align:right;font-variant-numeric:tabular-nums}"
+    "td{font-variant-numeric:tabular-nums}"
 )
 
 
@@ -26,7 +26,7 @@ def page(title: str, caption: str, df: pd.DataFrame, notes: list[str]) -> str:
         '<html lang="en">',
         '<head><meta charset="utf-8">',
         f"<title>{escape(title)}</title>",
-        f"<style>{STYLE}</style></head>",
+        f"<style>{STYLE}{_right(df)}</style></head>",
         "<body>",
         f"<h2>{escape(title)}</h2>",
         f"<p>{escape(caption)}</p>",
@@ -38,15 +38,11 @@ def page(title: str, caption: str, df: pd.DataFrame, notes: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _right(df: pd.DataFrame) -> str:
+    """The numeric columns set flush right, by their position."""
+    return "".join(f"td:nth-child({i + 1}){{text-align:right}}" for i, n in enumerate(numeric_columns(df)) if n)
+
+
 def _table(df: pd.DataFrame) -> list[str]:
-    numeric = numeric_columns(df)
-    head = "".join(f"<th>{escape(str(c))}</th>" for c in df.columns)
-    rows = [
-        "<tr>" + "".join(_td(v, n) for v, n in zip(row, numeric)) + "</tr>"
-        for row in df.astype(object).itertuples(index=False)
-    ]
-    return ["<table>", f"<thead><tr>{head}</tr></thead>", "<tbody>", *rows, "</tbody>", "</table>"]
-
-
-def _td(value, numeric: bool) -> str:
-    return f'<td class="num">{escape(cell(value))}</td>' if numeric else f"<td>{escape(cell(value))}</td>"
+    """pandas writes the table, its cells escaped, as results.md prints them."""
+    return [df.astype(object).map(cell).to_html(index=False, border=0, justify="left", escape=True)]
