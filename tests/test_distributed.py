@@ -117,5 +117,8 @@ def test_a_train_stage_with_nproc_2_runs_under_torchrun_on_the_cpu(tmp_path):
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"stage": "train", "run": "A_256", "processes": 2}
     log = json.loads((ws / "runs/A_256/train_log.json").read_text())
     assert [e["epoch"] for e in log] == [1]
+    # the live curve's last point of the epoch is the epoch's loss over both processes' shares
+    last = (ws / "runs/A_256/live/plots/metrics/train/loss.tsv").read_text().splitlines()[-1].split("\t")
+    assert float(last[1]) == pytest.approx(log[0]["loss"], rel=1e-12)
     checkpoint = torch.load(ws / "runs/A_256/model.pt", weights_only=True)
     assert all(torch.isfinite(v).all() for v in checkpoint["state_dict"].values())

@@ -1,5 +1,6 @@
 """`snakemake --report`'s HTML shows the paper's tables as tables: opened in headless Chromium,
-the viewer shows Table 3's header and rows, the numbers of reports/tables/table3.csv."""
+the viewer shows each of Tables 3 to 6 with its header and rows, the numbers of
+reports/tables/table<N>.csv."""
 
 import subprocess
 
@@ -24,7 +25,7 @@ def _agree(shown: str, written: str) -> bool:
 # Beside the tiny runs the slow tests share: a report and a browser, about 20 s. Slow because
 # it needs Chromium, which the default suite (pip installs only) does not: `pytest -m slow`.
 @pytest.mark.slow
-def test_the_snakemake_report_shows_table3_as_a_table(tiny_runs, tmp_path):
+def test_the_snakemake_report_shows_tables_3_to_6_as_tables(tiny_runs, tmp_path):
     workspace = tiny_runs["snakemake"][0]
     before = faults.outputs(workspace)
     report = tmp_path / "report.html"
@@ -33,11 +34,14 @@ def test_the_snakemake_report_shows_table3_as_a_table(tiny_runs, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert faults.outputs(workspace) == before  # the report reads the workspace, no more
 
-    found = report_browser.shown_table(report, "Tables", "reports/tables/table3.html", tmp_path)
-    written = pd.read_csv(workspace / "reports/tables/table3.csv", dtype=str, keep_default_na=False)
-    header, *rows = found["rows"]
-    assert found["visible"]
-    assert header == list(written.columns) and all(len(row) == len(header) for row in rows)
-    assert [row[0] for row in rows] == list(written["run"])
-    for row, (_, line) in zip(rows, written.iterrows()):
-        assert all(_agree(s, w) for s, w in zip(row, line)), f"shown {row}, written {list(line)}"
+    for n in (3, 4, 5, 6):
+        (tmp_path / f"t{n}").mkdir()
+        found = report_browser.shown_table(report, "Tables", f"reports/tables/table{n}.html", tmp_path / f"t{n}")
+        written = pd.read_csv(workspace / f"reports/tables/table{n}.csv", dtype=str, keep_default_na=False)
+        assert len(written), f"table {n} of the tiny grid has no row: nothing to see"
+        header, *rows = found["rows"]
+        assert found["visible"], n
+        assert header == list(written.columns) and all(len(row) == len(header) for row in rows), (n, header)
+        assert [row[0] for row in rows] == list(written.iloc[:, 0]), n
+        for row, (_, line) in zip(rows, written.iterrows()):
+            assert all(_agree(s, w) for s, w in zip(row, line)), f"table {n}: shown {row}, written {list(line)}"

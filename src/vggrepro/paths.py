@@ -95,6 +95,11 @@ def live_plots(run: str) -> str:
     return f"{live_dir(run)}/plots"
 
 
+def live_metric(run: str, metric: str) -> str:
+    """dvclive's step file of one metric (vggrepro.live.METRICS), e.g. train/loss."""
+    return f"{live_plots(run)}/metrics/{metric}.tsv"
+
+
 def live_summary(run: str) -> str:
     """The epoch and global step the run has reached, for `dvc exp show` while it runs."""
     return f"{live_dir(run)}/metrics.json"

@@ -2,8 +2,8 @@
 (gradient accumulation), every random draw resumable, the held-out error once an epoch.
 
 Nothing in a step waits for the device: the loss and error sums, and the first step whose
-loss was not finite, accumulate as device tensors and are read once an epoch and at each
-resume point. A non-finite loss is reported with its epoch and step when it is read, and the
+loss was not finite, accumulate as device tensors and are read once an epoch, at each
+resume point and at each live point (vggrepro.live). A non-finite loss is reported with its epoch and step when it is read, and the
 resume point written before it is kept (no point is written after one).
 """
 
@@ -219,12 +219,26 @@ def train_epoch(
 
 
 @torch.inference_mode()
-def holdout(model: torch.nn.Module, batches, compute: Compute, *, mean: torch.Tensor, std: torch.Tensor) -> tuple[float, float]:
+def holdout(model: torch.nn.Module, batches, compute: Compute, *, mean: torch.Tensor, std: torch.Tensor,
+            beat: dict | None = None) -> tuple[float, float]:
     """(top-1 error in %, mean cross-entropy) on the held-out centre crops; ties count against
-    the model, as in vggrepro.metrics, and a score that is not finite makes the loss infinite."""
+    the model, as in vggrepro.metrics, and a score that is not finite makes the loss infinite.
+    beat: the heartbeat's fields (run, epoch) where the output is no terminal (ImageNet's
+    held-out slice is 64K images: minutes on a GPU, an hour on a CPU)."""
     model.eval()
     wrong = torch.zeros((), dtype=torch.int64, device=compute.device)
     loss = torch.zeros((), dtype=torch.float64, device=compute.device)
+    total = len(batches.dataset) if hasattr(batches, "dataset") else 0
+    with Heartbeat("holdout", beat or {}, total=total, enabled=None if beat is not None else False) as pulse:
+        seen = _holdout_sums(model, batches, compute, mean, std, wrong, loss, pulse)
+    if seen == 0:  # 0 of 0 would read as 0% error, a perfect score the schedule would chase
+        raise ParamsError("the held-out slice is empty: raise train.holdout (each class holds out round(holdout x its images))")
+    mean_loss = float(loss) / seen
+    return 100.0 * int(wrong) / seen, mean_loss if mean_loss == mean_loss else float("inf")
+
+
+def _holdout_sums(model, batches, compute: Compute, mean, std, wrong: torch.Tensor, loss: torch.Tensor, pulse: Heartbeat) -> int:
+    """Adds the batches' wrong count and summed loss into wrong and loss; the images seen."""
     seen = 0
     for images, labels in loader.one_line_errors(batches):
         x = to_input(compute.to_device(images), mean=mean, std=std, memory_format=torch.channels_last)
@@ -236,10 +250,8 @@ def holdout(model: torch.nn.Module, batches, compute: Compute, *, mean: torch.Te
         wrong += top1_wrong(scores, labels)
         loss += F.cross_entropy(scores, labels, reduction="sum").double()
         seen += len(labels)
-    if seen == 0:  # 0 of 0 would read as 0% error, a perfect score the schedule would chase
-        raise ParamsError("the held-out slice is empty: raise train.holdout (each class holds out round(holdout x its images))")
-    mean_loss = float(loss) / seen
-    return 100.0 * int(wrong) / seen, mean_loss if mean_loss == mean_loss else float("inf")
+        pulse.done(seen)
+    return seen
 
 
 def holdout_error(model: torch.nn.Module, batches, compute: Compute, *, mean: torch.Tensor, std: torch.Tensor) -> float:

@@ -67,7 +67,7 @@ PLOTS = {  # plot id -> field of the training logs (vggrepro.stages.train)
     "held-out top-1 error (%)": "holdout_top1_err",
     "learning rate": "lr",
 }
-LIVE_PLOTS = {  # plot id -> dvclive's metric (vggrepro.live), drawn against the global step while a run goes on
+LIVE_PLOTS = {  # plot id -> dvclive's metric (vggrepro.live.METRICS), against the global step while a run goes on
     "training loss by step (epoch so far)": "train/loss",
     "training top-1 error (%) by step (epoch so far)": "train/top1_err",
 }
@@ -119,7 +119,9 @@ def build(params: Params) -> list[Stage]:
                 [paths.MANIFEST, paths.CLASSES, paths.MEAN_RGB, *init],
                 ["seed", "threads", "data.root", "model", "geometry", *train_keys, "augment", f"runs.{name}"],
                 [Out(paths.model(name)), Out(paths.train_log(name)),
-                 Out(paths.live_plots(name), directory=True), Out(paths.live_summary(name), metric=True)],
+                 # an import trains no step: no live curves
+                 *([] if run.imported else [Out(paths.live_plots(name), directory=True),
+                                            Out(paths.live_summary(name), metric=True)])],
             )
         )
     multi_crop = params.multi_crop_runs
@@ -224,7 +226,10 @@ def dvc_yaml(stages: list[Stage]) -> str:
     per-stage lists would repeat the knob files and make DVC parse and write a dvc.lock many
     times longer on every call (a no-op rerun's main cost)."""
     doc = {"stages": {}}
-    for s in stages:
+    # The report's stage first: `dvc exp show` orders metric columns by stage, and its eight
+    # headline columns must come before the runs' progress ones (vggrepro.live), which fold
+    # away to the right in 160 columns. DVC runs stages by their deps, not this order.
+    for s in sorted(stages, key=lambda s: s.kind != "report"):
         params = s.params if s.name == VALIDATE else []
         entry = {"cmd": s.cmd, "deps": list(s.deps), **({"params": params} if params else {})}
         if s.always_changed:
@@ -242,12 +247,13 @@ def dvc_yaml(stages: list[Stage]) -> str:
             {title: {"template": "linear", "x": "epoch", "y": {log: field for log in logs}}}
             for title, field in PLOTS.items()
         ]
-        runs = [log.rsplit("/", 2)[-2] for log in logs]
-        doc["plots"] += [
-            {title: {"template": "linear", "x": "step",
-                     "y": {f"{paths.live_plots(r)}/metrics/{metric}.tsv": metric.rsplit("/", 1)[-1] for r in runs}}}
-            for title, metric in LIVE_PLOTS.items()
-        ]
+        trained = [s.run for s in stages if any(o.path == paths.live_plots(s.run) for o in s.outs if s.run)]
+        if trained:
+            doc["plots"] += [
+                {title: {"template": "linear", "x": "step",
+                         "y": {paths.live_metric(r, metric): metric.rsplit("/", 1)[-1] for r in trained}}}
+                for title, metric in LIVE_PLOTS.items()
+            ]
     # and the report's figures, as images
     doc.setdefault("plots", []).extend(o.path for s in stages for o in s.outs if o.path.endswith(".png"))
     return DVC_HEADER + yaml.safe_dump(doc, sort_keys=False, width=120)

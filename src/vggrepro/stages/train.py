@@ -13,6 +13,7 @@ config and the final metrics.
 from __future__ import annotations
 
 import json
+import math
 import time
 import zlib
 from dataclasses import asdict
@@ -101,7 +102,6 @@ def _import(params: Params, run_name: str, run: Run) -> dict:
         **use_by_hand(params, run),
     }
     io.write_text(paths.train_log(run_name), "[]\n")
-    live.LiveLog(run_name, [])
     io.write_torch(paths.model(run_name), checkpoint)
     return {"run": run_name, "imported": run.weights, "epochs": 0}
 
@@ -225,7 +225,8 @@ def _train(params: Params, run_name: str, run: Run, cfg: dict, seed: int, world,
         if world.main:
             print(f"{run_name}: resuming at epoch {position.epoch}, step {position.step} ({point.path})", flush=True)
             _write_log(run_name, position.history)  # the epochs done so far, as the killed run had them
-    curves = live.LiveLog(run_name, position.points) if world.main else None  # the points so far, likewise
+    # the points so far, likewise
+    curves = live.LiveLog(run_name, position.points, total_steps=run.max_epochs * sampler.steps) if world.main else None
     loop = training.Loop(
         distributed.wrap(model, world, compute.device), optimizer, compute,
         channels(mean).to(compute.device), channels(std).to(compute.device),
@@ -250,14 +251,13 @@ def _train(params: Params, run_name: str, run: Run, cfg: dict, seed: int, world,
         return (position.epoch - 1) * sampler.steps + position.step
 
     def step_point() -> None:
-        """The epoch's running training loss and error so far (a collective under torchrun)."""
+        """The epoch's running training loss and error so far (a collective under torchrun).
+        None with a loss that is not finite: the run stops at its next check, which names the step."""
         totals = distributed.gather(world, (float(sums.loss), int(sums.wrong), sums.seen))
-        seen = sum(t[2] for t in totals)
-        if world.main:
-            curves.add(position.points, {
-                "step": global_step(), "epoch": position.epoch, "train/loss": sum(t[0] for t in totals) / seen,
-                "train/top1_err": 100.0 * sum(t[1] for t in totals) / seen, "train/lr": schedule.lr,
-            })
+        seen, loss = sum(t[2] for t in totals), sum(t[0] for t in totals)
+        if world.main and math.isfinite(loss):
+            curves.add({"step": global_step(), "epoch": position.epoch, "train/loss": loss / seen,
+                        "train/top1_err": 100.0 * sum(t[1] for t in totals) / seen})
 
     checkpoint_every = cfg["checkpoint_every"]
     with StopSignals() as signals:
@@ -275,7 +275,8 @@ def _train(params: Params, run_name: str, run: Run, cfg: dict, seed: int, world,
             try:
                 # Process 0 alone scores the held-out slice and every process takes its number:
                 # the schedule's decisions (lr, stop) must be the same everywhere.
-                held = training.holdout(model, held_out, compute, mean=loop.mean, std=loop.std) if world.main else None
+                held = training.holdout(model, held_out, compute, mean=loop.mean, std=loop.std,
+                                        beat={"run": run_name, "epoch": position.epoch}) if world.main else None
                 held_err, held_loss = distributed.from_main(world, held)
             except Exception:  # the loader's workers killed with the stage (scancel): keep the epoch
                 if signals.received is None:
@@ -294,9 +295,6 @@ def _train(params: Params, run_name: str, run: Run, cfg: dict, seed: int, world,
                 "holdout_loss": held_loss,
             }
             position.history.append(line)
-            if world.main:  # the epoch's end: its step is the epoch's last (the same on every process)
-                curves.add(position.points, {"step": global_step(), "epoch": position.epoch,
-                                             "holdout/top1_err": held_err, "holdout/loss": held_loss})
             position.stopped = schedule.step(held_loss if cfg["plateau_on"] == "loss" else held_err)
             position.epoch, position.step = position.epoch + 1, 0
             sums = training.EpochSums.zeros(compute.device)
@@ -312,6 +310,7 @@ def _train(params: Params, run_name: str, run: Run, cfg: dict, seed: int, world,
                                   "images_per_s": round((sampler.steps - first_step) * cfg["batch_size"] / seconds)}), flush=True)
     if not world.main:
         return {"run": run_name, "rank": world.rank}
+    curves.finish()
     return _write_outputs(params, run_name, run, model, position.history, copied, mean, std, compute, point)
 
 
