@@ -1,5 +1,5 @@
 """`dvc exp show --only-changed` on the default grid fits in 160 columns and shows a changed
-param beside the eight headline columns (the runs' progress columns, vggrepro.live, read 100 in
+param beside the eight headline columns (the runs' progress columns, vggrepro.runtime.live, read 100 in
 every finished experiment and drop out)."""
 
 import json

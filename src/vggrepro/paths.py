@@ -87,7 +87,7 @@ def train_log(run: str) -> str:
 
 
 def live_dir(run: str) -> str:
-    """dvclive's folder of a training run (vggrepro.live): its step curves and progress."""
+    """dvclive's folder of a training run (vggrepro.runtime.live): its step curves and progress."""
     return f"{RUNS_DIR}/{run}/live"
 
 
@@ -96,7 +96,7 @@ def live_plots(run: str) -> str:
 
 
 def live_metric(run: str, metric: str) -> str:
-    """dvclive's step file of one metric (vggrepro.live.METRICS), e.g. train/loss."""
+    """dvclive's step file of one metric (vggrepro.runtime.live.METRICS), e.g. train/loss."""
     return f"{live_plots(run)}/metrics/{metric}.tsv"
 
 

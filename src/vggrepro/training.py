@@ -3,7 +3,7 @@
 
 Nothing in a step waits for the device: the loss and error sums, and the first step whose
 loss was not finite, accumulate as device tensors and are read once an epoch, at each
-resume point and at each live point (vggrepro.live). A non-finite loss is reported with its epoch and step when it is read, and the
+resume point and at each live point (vggrepro.runtime.live). A non-finite loss is reported with its epoch and step when it is read, and the
 resume point written before it is kept (no point is written after one).
 """
 
@@ -17,12 +17,11 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from vggrepro import live
 from vggrepro.data import loader
 from vggrepro.data.normalise import to_input
 from vggrepro.metrics import top1_wrong
 from vggrepro.params import ParamsError
-from vggrepro.runtime import distributed
+from vggrepro.runtime import distributed, live
 from vggrepro.runtime.device import Compute
 from vggrepro.runtime.errors import Error
 from vggrepro.runtime.heartbeat import Heartbeat
@@ -93,7 +92,7 @@ class Position:
     epoch: int = 1
     step: int = 0
     history: list[dict] = field(default_factory=list)
-    points: list[dict] = field(default_factory=list)  # the live curves' points so far (vggrepro.live)
+    points: list[dict] = field(default_factory=list)  # the live curves' points so far (vggrepro.runtime.live)
     stopped: bool = False  # the schedule ended the run
 
 

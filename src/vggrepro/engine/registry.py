@@ -67,7 +67,7 @@ PLOTS = {  # plot id -> field of the training logs (vggrepro.stages.train)
     "held-out top-1 error (%)": "holdout_top1_err",
     "learning rate": "lr",
 }
-LIVE_PLOTS = {  # plot id -> dvclive's metric (vggrepro.live.METRICS), against the global step while a run goes on
+LIVE_PLOTS = {  # plot id -> dvclive's metric (vggrepro.runtime.live.METRICS), against the global step while a run goes on
     "training loss by step (epoch so far)": "train/loss",
     "training top-1 error (%) by step (epoch so far)": "train/top1_err",
 }
@@ -226,10 +226,7 @@ def dvc_yaml(stages: list[Stage]) -> str:
     per-stage lists would repeat the knob files and make DVC parse and write a dvc.lock many
     times longer on every call (a no-op rerun's main cost)."""
     doc = {"stages": {}}
-    # The report's stage first: `dvc exp show` orders metric columns by stage, and its eight
-    # headline columns must come before the runs' progress ones (vggrepro.live), which fold
-    # away to the right in 160 columns. DVC runs stages by their deps, not this order.
-    for s in sorted(stages, key=lambda s: s.kind != "report"):
+    for s in stages:
         params = s.params if s.name == VALIDATE else []
         entry = {"cmd": s.cmd, "deps": list(s.deps), **({"params": params} if params else {})}
         if s.always_changed:

@@ -21,13 +21,13 @@ from pathlib import Path
 
 import torch
 
-from vggrepro import live, paths, provenance, training
+from vggrepro import paths, provenance, training
 from vggrepro.data import holdout, ingest, loader, train_batches
 from vggrepro.data.normalise import channels
 from vggrepro.data.transforms import TrainTransform
 from vggrepro.model import VGG, ModelSpec, init_weights, read_checkpoint, transfer_from
 from vggrepro.params import IMPORT, SPEED_ONLY_KEYS, Params, ParamsError, Run, split_batch
-from vggrepro.runtime import device, distributed, io, lease, resume
+from vggrepro.runtime import device, distributed, io, lease, live, resume
 from vggrepro.runtime.signals import Stopped, StopSignals
 from vggrepro.schedule import PlateauSchedule
 from vggrepro.stages import StageRun
@@ -226,7 +226,7 @@ def _train(params: Params, run_name: str, run: Run, cfg: dict, seed: int, world,
             print(f"{run_name}: resuming at epoch {position.epoch}, step {position.step} ({point.path})", flush=True)
             _write_log(run_name, position.history)  # the epochs done so far, as the killed run had them
     # the points so far, likewise
-    curves = live.LiveLog(run_name, position.points, total_steps=run.max_epochs * sampler.steps) if world.main else None
+    curves = live.LiveLog(paths.live_dir(run_name), position.points, total_steps=run.max_epochs * sampler.steps) if world.main else None
     loop = training.Loop(
         distributed.wrap(model, world, compute.device), optimizer, compute,
         channels(mean).to(compute.device), channels(std).to(compute.device),

@@ -1,4 +1,5 @@
-"""runs/<run>/live: a running training's progress, by DVC's logger (dvclive).
+"""runs/<run>/live (vggrepro.paths.live_dir): a running training's progress, by DVC's logger
+(dvclive).
 
 Ten times an epoch, evenly spaced and at its last step, the epoch's running training loss and
 top-1 error so far go to dvclive's step files, live/plots/metrics/train/{loss,top1_err}.tsv
@@ -21,7 +22,6 @@ import logging
 import shutil
 from pathlib import Path
 
-from vggrepro import paths
 from vggrepro.runtime import io
 
 POINTS_PER_EPOCH = 10
@@ -53,14 +53,15 @@ def _live_class():
 
 class LiveLog:
     """A run's live folder, written anew from `points` (those of a resume point, or none); it
-    owns the list and adds to it."""
+    owns the list and adds to it. dvclive writes its step files under folder/plots; the
+    progress goes to folder/metrics.json."""
 
-    def __init__(self, run: str, points: list[dict], *, total_steps: int) -> None:
+    def __init__(self, folder: str, points: list[dict], *, total_steps: int) -> None:
         logging.getLogger("dvclive").setLevel(logging.ERROR)
-        shutil.rmtree(paths.live_dir(run), ignore_errors=True)
-        self.run, self.points, self.total_steps = run, points, total_steps
-        self.live = _live_class()(paths.live_dir(run), dvcyaml=False, save_dvc_exp=False, report=None)
-        Path(paths.live_plots(run)).mkdir(parents=True, exist_ok=True)  # an output from the start
+        shutil.rmtree(folder, ignore_errors=True)
+        self.summary, self.points, self.total_steps = Path(folder) / "metrics.json", points, total_steps
+        self.live = _live_class()(folder, dvcyaml=False, save_dvc_exp=False, report=None)
+        Path(self.live.plots_dir).mkdir(parents=True, exist_ok=True)  # an output from the start
         for point in points:
             self._write(point)
         self._progress(points[-1]["step"] if points else 0)
@@ -82,4 +83,4 @@ class LiveLog:
 
     def _progress(self, step: int) -> None:
         done = 100.0 if step >= self.total_steps else round(100.0 * step / self.total_steps, 1)
-        io.write_text(paths.live_summary(self.run), json.dumps({"progress": done}) + "\n")
+        io.write_text(self.summary, json.dumps({"progress": done}) + "\n")
