@@ -23,6 +23,7 @@ DBD_CONF=/etc/slurm/slurmdbd.conf
 MARK="# Written by vggrepro's scripts/slurm-local.sh"
 PACKAGES=(munge slurmctld slurmd slurm-client slurmdbd mariadb-server)
 WAIT_S=${VGGREPRO_SLURM_WAIT_S:-120}
+CHANGED=  # the configuration files this run rewrote
 
 say() { echo "slurm-local: $*"; }
 die() { echo "slurm-local: error: $*" >&2; exit 1; }
@@ -65,8 +66,10 @@ write_conf() {  # path, mode, content: refuses to replace a file this script did
     if [[ -e $path ]] && ! grep -qF "$MARK" "$path"; then
         die "$path exists and is not this script's; move it away to use the local cluster"
     fi
+    [[ -e $path && $(cat "$path") == "$content" ]] && return 0
     mkdir -p "$(dirname "$path")"
     printf '%s\n' "$content" >"$path.tmp" && chmod "$mode" "$path.tmp" && mv "$path.tmp" "$path"
+    CHANGED+=" $path"
 }
 
 configure() {
@@ -101,6 +104,8 @@ JobAcctGatherType=jobacct_gather/linux
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=$NODE
 JobCompType=jobcomp/none
+# sacct shows the job's comment: the plugin writes the rule there (rule_<name>)
+AccountingStoreFlags=job_comment
 # seconds a finished job stays in slurmctld (squeue); sacct keeps it for good
 MinJobAge=300
 # seconds between scancel's SIGTERM and its SIGKILL: a training stage saves its resume point
@@ -166,6 +171,8 @@ start() {
     wait_for slurmdbd sacctmgr -n list cluster
     # The cluster's record (and its root account) must exist before slurmctld registers
     sacctmgr -n -P list cluster format=cluster | grep -qx "$CLUSTER" || sacctmgr -i add cluster "$CLUSTER" >/dev/null
+    # Daemons already running read a rewritten configuration now (slurmdbd's: on a restart)
+    if running "$STATE/slurmctld.pid" && [[ $CHANGED == *"$CONF"* ]]; then scontrol reconfigure; fi
     start_daemon slurmctld "$STATE/slurmctld.pid" slurmctld
     wait_for slurmctld scontrol ping
     start_daemon slurmd "$STATE/slurmd.pid" slurmd -N "$NODE"
