@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # A one-node SLURM on this machine, from Debian's packages, to run the workflow's SLURM profile
-# for real (tests/test_slurm.py, README "Running on SLURM"). Needs root and apt (Debian 12 or
-# later); everything is on localhost: munged, a MariaDB for the accounting database (sacct, and
-# the executor plugin's job status, read it), slurmdbd, slurmctld and slurmd.
+# for real (tests/test_slurm.py, README "SLURM on one machine"). Needs root and apt (Debian 12
+# or later); everything is on localhost: munged, a MariaDB and slurmdbd for the accounting
+# database that sacct reads, slurmctld and slurmd.
 #
 #     scripts/slurm-local.sh start     # installs what is missing, starts what is not running
 #     scripts/slurm-local.sh status
