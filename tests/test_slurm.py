@@ -3,7 +3,7 @@ tiny grid through `snakemake --profile workflow/profiles/slurm`, one job per sta
 of a local run; a second submission plans nothing; a training job cancelled with scancel
 mid-training resumes when resubmitted, to the same bytes.
 
-    pytest -m slurm       # deselected by default; root and apt needed (about 8 minutes)
+    pytest -m slurm       # deselected by default; root and apt needed (6 to 7 minutes on 2 cores)
 
 The cluster is started if it is not up (and stopped again afterwards); one that cannot start
 fails the test with the script's output.
