@@ -81,7 +81,8 @@ def test_snakemake_plans_every_stage_once(tmp_path):
     stages = registry.snakemake_stages(registry_stages())
     assert sorted(planned) == sorted([s.name for s in stages] + ["all"])
     for s in stages:
-        shell = f"{s.cmd} 2>&1 | tee -a logs/{s.name}.log"  # its output in its log too (Snakemake's log:)
+        # its output in its log too (Snakemake's log:), through a tee that outlives SIGTERM
+        shell = f"trap : TERM INT; {s.cmd} 2>&1 | (trap '' TERM INT; exec tee -a logs/{s.name}.log)"
         assert re.search(rf"(^\s*|Shell command: ){re.escape(shell)}\s*$", out, flags=re.M), f"{s.name}: {shell!r} not planned"
 
 

@@ -43,5 +43,9 @@ for _stage in registry.snakemake_stages(STAGES):
             gpu=_gpus(_stage),
             cpus_per_task=PARAMS.raw["threads"] + PARAMS.raw["data"]["workers"],
             runtime=TRAIN_RUNTIME_MIN if _stage.kind == "train" else STAGE_RUNTIME_MIN,
+        # SLURM's scancel and time limit send SIGTERM to every process of the job at once. The
+        # stage saves its resume point and says so in one line; tee ignores the signal so that
+        # the line reaches the log, and the shell waits (its trap runs once the stage has ended)
+        # so that Snakemake, and with it the job, outlive the save. Ctrl-C alike.
         shell:
-            "{params.cmd} 2>&1 | tee -a {log}"
+            "trap : TERM INT; {params.cmd} 2>&1 | (trap '' TERM INT; exec tee -a {log})"
