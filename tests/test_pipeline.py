@@ -17,7 +17,7 @@ REPORTS = (
 OUTPUTS = (
     "runs/{run}/model.pt", "runs/{run}/train_log.json", "runs/{run}/eval.json",
     "runs/{run}/eval/dense-single.pt", "runs/{run}/eval/dense.pt", "runs/{run}/live/metrics.json",
-    *(f"runs/{{run}}/live/plots/metrics/{m}.tsv" for m in ("train/loss", "train/top1_err", "train/lr", "holdout/top1_err", "holdout/loss")),
+    *(f"runs/{{run}}/live/plots/metrics/{m}.tsv" for m in ("train/loss", "train/top1_err")),
 )
 
 

@@ -127,10 +127,10 @@ def test_the_headline_is_a_tables_best_row_and_in_a_sweep_the_best_mean_over_see
     empty = pd.DataFrame(columns=["run", "method", "top-1 err", "top-5 err"])
     t6 = pd.DataFrame(columns=["ensemble", "nets", "top-1 err", "top-5 err"])
     frames = {3: t3, 4: empty, 5: empty, 6: t6}
-    assert tables.headline(params, frames) == {"t3_top1": 18.5, "t3_top5": 3.5}  # B_256's mean, not A_256_seed1
+    assert tables.headline(params, frames) == {"t3_1": 18.5, "t3_5": 3.5}  # B_256's mean, not A_256_seed1
     one = parse_params(copy.deepcopy(tiny_params()))
     t3_one = pd.DataFrame({"run": ["A_256", "B_256"], "top-1 err": [12.0, 12.0], "top-5 err": [2.0, 1.0]})
-    assert tables.headline(one, {3: t3_one, 4: empty, 5: empty, 6: t6}) == {"t3_top1": 12.0, "t3_top5": 2.0}  # a tie: the first
+    assert tables.headline(one, {3: t3_one, 4: empty, 5: empty, 6: t6}) == {"t3_1": 12.0, "t3_5": 2.0}  # a tie: the first
 
 
 def test_a_tables_html_page_holds_its_rows_as_results_md_prints_them():

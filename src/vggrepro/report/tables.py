@@ -178,8 +178,11 @@ def to_markdown(df: pd.DataFrame) -> str:
 
 def headline(params: Params, frames: dict) -> dict:
     """reports/metrics.json: each table's best row (the lowest top-1 error), its top-1 and top-5
-    error in %, as t<N>_top1 and t<N>_top5: eight short plain names, so that `dvc exp show` fits
-    them and a changed param in 160 columns. In a sweep, each row is first averaged over its
+    error in % to two decimals (as the tables print them), as t<N>_1 and t<N>_5: eight short plain
+    names. `dvc exp show` gives its table the terminal's width less a character per column it
+    has before folding any (about 48 on the default grid), and folds from the right what its
+    columns' widths overrun: with names of 7 characters the eight and a changed param overran
+    160 columns by 6; with these, 10 to spare. In a sweep, each row is first averaged over its
     seeds (the least of several noisy seeds would fall with every seed added). Every row is in
     reports/tables/table<N>.csv; a table without rows is left out."""
     out = {}
@@ -194,8 +197,8 @@ def headline(params: Params, frames: dict) -> dict:
         by = [key, "method"] if number == 5 else [key]
         means = rows.groupby(by, sort=False)[["top-1 err", "top-5 err"]].mean()  # one seed: the row itself
         best = means.loc[means["top-1 err"].idxmin()]  # the first of equal rows
-        out[f"t{number}_top1"] = round(float(best["top-1 err"]), 4)
-        out[f"t{number}_top5"] = round(float(best["top-5 err"]), 4)
+        out[f"t{number}_1"] = round(float(best["top-1 err"]), 2)
+        out[f"t{number}_5"] = round(float(best["top-5 err"]), 2)
     return out
 
 
