@@ -56,10 +56,10 @@ def test_dvc_and_snakemake_build_identical_reports(tiny_runs):
     assert (dense["top-1 err"], dense["top-5 err"]) == (b_jit["top-1 err"], b_jit["top-5 err"])  # one set of posteriors
     # metrics.json: each table's best row, under plain names (dvc exp show's columns)
     headline = json.loads((with_dvc / "reports/metrics.json").read_text())
-    assert list(headline) == [f"t{n}_top{k}" for n in (3, 4, 5, 6) for k in (1, 5)]
+    assert list(headline) == [f"t{n}_{k}" for n in (3, 4, 5, 6) for k in (1, 5)]
     for n, df in t.items():
         best = df.loc[df["top-1 err"].idxmin()]
-        assert (headline[f"t{n}_top1"], headline[f"t{n}_top5"]) == (best["top-1 err"], best["top-5 err"]), n
+        assert (headline[f"t{n}_1"], headline[f"t{n}_5"]) == (round(best["top-1 err"], 2), round(best["top-5 err"], 2)), n
     # The training curves: every declared plot draws every run's log.
     plots = json.loads(run([tool("dvc"), "plots", "show", "--json"], with_dvc))["data"]
     for title in ("training loss", "training top-1 error (%)", "held-out top-1 error (%)", "learning rate"):
