@@ -28,12 +28,14 @@ def run(cmd, cwd, ok=True) -> subprocess.CompletedProcess:
 
 def fingerprint(project: Path) -> dict[str, str]:
     """md5 of every output file (and every file of the dataset), not DVC's .gitignore files,
+    Snakemake's time carrier in a directory output (.snakemake_timestamp, which DVC ignores),
     the record of the last validation, the stage locks (which hold the last holder's pid), nor
     the outputs' records (which hold file times) and edit counts."""
     found = {}
     for top in KEEP:
         for path in sorted((project / top).rglob("*")):
-            if path.is_file() and path.name not in (".gitignore", "validated.json") and path.parent.name not in ("locks", "outputs", "edits"):
+            if (path.is_file() and path.name not in (".gitignore", "validated.json", ".snakemake_timestamp")
+                    and path.parent.name not in ("locks", "outputs", "edits")):
                 found[str(path.relative_to(project))] = hashlib.md5(path.read_bytes()).hexdigest()
     return found
 
