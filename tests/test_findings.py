@@ -221,3 +221,47 @@ def test_a_claim_asks_for_more_seeds_only_where_the_seeds_differ_beyond_their_im
                                 | {("A_LRN_256", p): 0.255 for p in ("dense-single", "dense")}))
     assert one.query("claim == 7").iloc[0]["seeds differ"] == "-"
     assert f"Claim 7 would need, we think: {findings.MORE_IMAGES}." in findings.needs(one)
+
+
+@pytest.mark.parametrize(("low", "high", "expected"), [
+    (-3.0, -1.0, "holds"),  # A-LRN worse
+    (0.2, 0.8, "holds"),  # A-LRN better, surely, but by less than a point: alike
+    (-0.5, 1.0, "holds"),
+    (0.5, 3.0, "inconclusive"),  # better, by less or more than a point
+    (1.2, 3.0, "does not hold"),  # better by more than a point, surely
+])
+def test_claim_7_holds_where_a_lrn_is_at_most_a_point_better(low, high, expected):
+    assert findings.verdict(7, low, high) == expected
+
+
+def test_claim_3_sets_the_papers_jittered_net_beside_the_s384_net_it_started_from():
+    """The paper has no equal-length control: its side of the row is Table 3's jittered E
+    against its E at S=384, the start our control continues; never a number for the control."""
+    params = grid(RUNS)
+    c = next(c for c in findings.comparisons(params) if c.claim == 3)
+    assert (c.better.paper, c.worse.paper) == (25.5, 26.9) and c.worse.source == "E_384_more"
+    assert "S=384 net it was fine-tuned from" in findings.CLAIMS[3]
+    other_start = {**RUNS, "E_jit": {**RUNS["E_jit"], "init": "E_256"},
+                   "E_384_more": {**RUNS["E_384_more"], "init": "E_256"}}  # starts at S=256: no paper pair
+    assert {c.worse.paper for c in findings.comparisons(grid(other_start)) if c.claim == 3} == {None}
+
+
+def test_the_submissions_fc_only_d_has_no_paper_number_and_a_sweep_takes_the_best_the_paper_reports():
+    runs = {"A_256": RUNS["A_256"]}
+    for c in ("C", "D", "E"):
+        runs |= {f"{c}_256": {"config": c, "scale": 256, "init": "A_256"},
+                 f"{c}_384": {"config": c, "scale": 384, "init": f"{c}_256", "lr": 0.001, "max_epochs": 3}}
+    runs["D_jit"] = {"config": "D", "scale": [256, 512], "init": "D_384", "lr": 0.001, "max_epochs": 3}
+    members = [f"{n}/dense" for n in ("D_256", "D_384", "D_jit", "C_256", "C_384", "E_256", "E_384")]
+    fuse = {"ILSVRC submission, 7 nets, dense": members}
+    sides = {c.worse.source: c.worse for c in findings.comparisons(grid(runs, fuse=fuse)) if c.claim == 6}
+    assert sides["D_jit"].paper is None and sides["D_jit"].unreported
+    assert sides["D_384"].paper == 26.5 and not sides["D_384"].unreported  # Table 4
+    params = sweep_grid(runs, fuse=fuse)
+    rates = {(f"{r}_seed{k}", p): 0.3 for r in runs for k in (0, 1, 2) for p in ("dense-single", "dense")}
+    rates |= {(f"D_jit_seed{k}", "dense"): 0.25 for k in (0, 1, 2)}  # our best member: the FC-only D's row
+    rates |= {(f"ILSVRC submission, 7 nets, dense (seed {k})", "fused"): 0.2 for k in (0, 1, 2)}
+    table = findings.table(params, loader(rates))
+    row = table.query("claim == 6").iloc[0]
+    assert row["paper"] == "24.7 vs 26.5", row.to_dict()  # not Table 4's 24.8: that D was trained otherwise
+    assert any("only its fully-connected layers" in line for line in findings.notes(table))

@@ -149,3 +149,15 @@ def test_a_tables_html_page_holds_its_rows_as_results_md_prints_them():
     assert "<p><em>Differs from the paper: crop &amp; width.</em></p>" in flat
     empty = htmltable.page("Table 6: fusion of nets", "", df.iloc[:0], [])
     assert "<table" not in empty and "(no row in this grid)" in empty
+
+
+def test_the_training_line_names_only_the_epoch_limits_the_runs_had():
+    own = {"A_256": {"config": "A", "scale": 256, "init": "kaiming", "max_epochs": 5},
+           "B_256": {"config": "B", "scale": 256, "init": "A_256", "max_epochs": 3}}
+    assert report._epoch_limits(parse_params(with_runs(own))) == "each run's own epoch limit (3, 5)"
+    some = {**own, "B_256": {"config": "B", "scale": 256, "init": "A_256"}}
+    params = parse_params(with_runs(some))
+    default = params.raw["train"]["max_epochs"]
+    assert report._epoch_limits(params) == f"{default} epochs (some runs set their own: 5)"
+    none = {n: {k: v for k, v in r.items() if k != "max_epochs"} for n, r in own.items()}
+    assert report._epoch_limits(parse_params(with_runs(none))) == f"{default} epochs"

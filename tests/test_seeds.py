@@ -139,15 +139,33 @@ def test_a_swept_run_named_as_written_says_which_names_it_has(tmp_path):
     assert done.returncode == 2 and "runs.B_jit: swept over seeds; expected one of B_jit_seed0, B_jit_seed4" in done.stderr, done
 
 
-def test_a_summary_figure_draws_the_first_seed_and_an_empty_table_keeps_its_columns():
+def test_a_summary_figure_draws_each_run_as_its_mean_over_seeds_with_the_seeds_interval(monkeypatch):
     import pandas as pd
+    import torch
 
-    from vggrepro.stages.report import first_seed
+    from vggrepro.stages import report
 
+    n = 1000
+    rates = {"A_256_seed2": 0.2, "A_256_seed5": 0.4, "B_jit_seed2": 0.3, "B_jit_seed5": 0.3}
+
+    def wrong(run, protocol):
+        k = round(rates[run] * n)
+        return torch.cat([torch.ones(k), torch.zeros(n - k)]).double(), [f"val/{i}.JPEG" for i in range(n)]
+
+    monkeypatch.setattr(report, "_wrong_per_image", wrong)
     swept = parse_params(sweep(seeds=[2, 5]))
-    t3 = pd.DataFrame({"run": ["A_256_seed2", "A_256_seed5", "B_jit_seed2"], "top-1 err": [1.0, 2.0, 3.0]})
-    assert first_seed(swept, t3)["run"].tolist() == ["A_256_seed2", "B_jit_seed2"]
+    t3 = pd.DataFrame({"run": list(rates), "config": ["A", "A", "B", "B"], "top-1 err": [20.0, 40.0, 30.0, 30.0],
+                       "top-1 low": [0.0] * 4, "top-1 high": [0.0] * 4, "top-5 err": [1.0, 3.0, 2.0, 2.0]})
+    out = report.over_seeds(swept, t3, lambda row: "dense-single")
+    assert out["run"].tolist() == ["A_256", "B_jit"] and out["config"].tolist() == ["A", "B"]
+    assert out["top-1 err"].tolist() == [30.0, 30.0] and out["top-5 err"].tolist() == [2.0, 2.0]
+    a, b = out.iloc[0], out.iloc[1]
+    assert a["top-1 low"] < -50 and a["top-1 high"] > 100  # two seeds 20 points apart: Student's t, 1 dof
+    assert 26 < b["top-1 low"] < 29 and 31 < b["top-1 high"] < 34  # seeds alike: the images' +-2.8 points alone
+    t5 = t3.assign(method=["dense", "dense", "dense", "multi-crop"])
+    assert report.over_seeds(swept, t5, lambda row: "dense")[["run", "method"]].values.tolist() == [
+        ["A_256", "dense"], ["B_jit", "dense"], ["B_jit", "multi-crop"]]
     empty = pd.DataFrame(columns=["run", "method", "top-1 err"])  # Table 5 of a grid with no multi-crop run
-    assert list(first_seed(swept, empty).columns) == ["run", "method", "top-1 err"]
+    assert list(report.over_seeds(swept, empty, None).columns) == ["run", "method", "top-1 err"]
     alone = parse_params(copy.deepcopy(tiny_params()))
-    assert first_seed(alone, empty) is empty and first_seed(alone, t3) is t3
+    assert report.over_seeds(alone, empty, None) is empty and report.over_seeds(alone, t3, None) is t3

@@ -99,16 +99,26 @@ def _errorbar(ax, x, rows: pd.DataFrame, **style) -> None:
         ax.plot(x, y, **style)
 
 
-def _papers_axis(ax, points: list[tuple[list[float], pd.Series, str]]):
-    """The paper's top-1 errors on a second axis (ILSVRC-2012 errors sit elsewhere than ours)."""
-    drawn = [(x, p, label) for x, p, label in points if p.notna().any()]
+def _papers_axis(ax, points: list[tuple[list[float], pd.Series, str, str]]):
+    """The paper's top-1 errors on a second axis (ILSVRC-2012 errors sit elsewhere than ours),
+    each series dotted in the colour of our series it stands beside. The second axis spans as
+    many points as ours does, so a slope looks as steep on either; it is centred on the paper's
+    values, and widened only where they spread wider than ours."""
+    drawn = [(x, p, label, colour) for x, p, label, colour in points if p.notna().any()]
     if not drawn:
         return None
     paper_ax = ax.twinx()
-    for x, p, label in drawn:
+    values = []
+    for x, p, label, colour in drawn:
         keep = p.notna().to_numpy()
-        paper_ax.plot([v for v, k in zip(x, keep) if k], p[keep], marker="x", color="grey", linestyle=":", label=label)
-    paper_ax.set_ylabel("paper's top-1 error (%), ILSVRC-2012 val", color="grey")
+        values += [float(v) for v in p[keep]]
+        paper_ax.plot([v for v, k in zip(x, keep) if k], p[keep], marker="x", color=colour, linestyle=":",
+                      alpha=0.8, label=label)
+    low, high = ax.get_ylim()
+    span = max(high - low, 1.2 * (max(values) - min(values)), 1.0)
+    middle = (max(values) + min(values)) / 2
+    paper_ax.set_ylim(middle - span / 2, middle + span / 2)
+    paper_ax.set_ylabel("paper's top-1 error (%), ILSVRC-2012 val (dotted, x)")
     return paper_ax
 
 
@@ -126,11 +136,11 @@ def error_vs_depth(t3: pd.DataFrame) -> bytes:
         configs = [c for c in paper.facts()["table1_configs"] if c != "head"]  # A, A-LRN, B, C, D, E
         order = {c: i for i, c in enumerate(configs)}
         theirs = []
-        for s, rows in t3.groupby("train S", sort=False):
+        for k, (s, rows) in enumerate(t3.groupby("train S", sort=False)):
             rows = rows.drop_duplicates("config").sort_values("config", key=lambda c: c.map(order))
             x = [order[c] for c in rows["config"]]
-            _errorbar(ax, x, rows, marker="o", label=f"ours, S={s}")
-            theirs.append((x, rows["paper top-1"], f"paper, S={s}"))
+            _errorbar(ax, x, rows, marker="o", color=f"C{k}", label=f"ours, S={s}")
+            theirs.append((x, rows["paper top-1"], f"paper, S={s}", f"C{k}"))
         other = _papers_axis(ax, theirs)
         ax.set_xticks(range(len(configs)), configs)
         ax.set_xlabel("configuration (Table 1; deeper to the right)")
@@ -147,17 +157,20 @@ def error_vs_scale(t3: pd.DataFrame, t4: pd.DataFrame) -> bytes:
         fig, ax = plt.subplots()
         scales = list(dict.fromkeys(t3["train S"]))
         theirs = []
+        drawn = 0
         for config, rows in t3.groupby("config", sort=False):
             rows = rows.drop_duplicates("train S")  # one point a scale: the first run at it
             if len(rows) < 2:
                 continue
+            colour, drawn = f"C{drawn}", drawn + 1
             x = [scales.index(s) for s in rows["train S"]]
-            _errorbar(ax, x, rows, marker="o", label=f"{config}, single-scale")
-            theirs.append((x, rows["paper top-1"], f"paper {config}, single-scale"))
+            _errorbar(ax, x, rows, marker="o", color=colour, label=f"{config}, single-scale")
+            theirs.append((x, rows["paper top-1"], f"paper {config}, single-scale", colour))
             multi = t4[t4["config"] == config].drop_duplicates("train S")
             if len(multi):
                 xm = [scales.index(s) for s in multi["train S"]]
-                _errorbar(ax, xm, multi, marker="s", linestyle="--", label=f"{config}, multi-scale")
+                _errorbar(ax, xm, multi, marker="s", linestyle="--", color=colour, alpha=0.7,
+                          label=f"{config}, multi-scale")
         other = _papers_axis(ax, theirs)
         ax.set_xticks(range(len(scales)), scales)
         ax.set_xlabel("training scale S")

@@ -7,6 +7,14 @@ from importlib.resources import files
 
 from vggrepro.params import read_yaml
 
+SUBMISSION = "ILSVRC submission, 7 nets, dense"  # Table 6's first row
+
+
+def fc_only_in_submission(config: str, train_s: str) -> bool:
+    """Whether the paper's net of this config and train S in its ILSVRC submission had only its
+    FC layers fine-tuned (Sec. 4.4: the multi-scale D), so no table gives its error."""
+    return config == "D" and train_s == "[256;512]"
+
 
 @cache
 def facts() -> dict:

@@ -53,12 +53,28 @@ def curves(params: Params) -> list[str]:
     return list(dict.fromkeys(r.base for r in params.runs.values()))
 
 
-def first_seed(params: Params, df: pd.DataFrame) -> pd.DataFrame:
-    """A table's rows that a summary figure draws: in a sweep, the first seed's runs (a boolean
-    mask: an empty table keeps its columns); otherwise all of them."""
-    if params.seeds is None:
+def over_seeds(params: Params, df: pd.DataFrame, protocol) -> pd.DataFrame:
+    """A table's rows that a summary figure draws: without seeds, all of them; in a sweep, one
+    row for each run as written (and method, in Table 5) with the means over its seeds and the
+    95% interval of the top-1 mean over seeds and images, as the findings count it."""
+    if params.seeds is None or not len(df):
         return df
-    return df[df["run"].map(lambda r: params.runs[r].seed == params.seeds[0]).astype(bool)]
+    keys = ["run", "method"] if "method" in df else ["run"]
+    bases = df["run"].map(lambda r: params.runs[r].base)
+    rows = []
+    for _, group in df.groupby([bases, *(df[k] for k in keys[1:])], sort=False):
+        row = group.iloc[0].copy()
+        row["run"] = params.runs[row["run"]].base
+        for column in ("top-1 err", "top-5 err"):
+            row[column] = group[column].mean()
+        if "top-1 low" in group:
+            wrong = torch.stack([_wrong_per_image(r["run"], protocol(r))[0] for _, r in group.iterrows()])
+            label = f"{row['run']} {protocol(row)} over seeds"
+            row["top-1 low"], row["top-1 high"] = (
+                findings.interval_over_seeds(wrong, params.raw["seed"], label) if len(wrong) > 1
+                else findings.interval(wrong[0], params.raw["seed"], label))  # one seed: the images' alone
+        rows.append(row)
+    return pd.DataFrame(rows, columns=df.columns).reset_index(drop=True)
 
 
 def epochs_trained(run: str) -> int:
@@ -113,7 +129,7 @@ def _settings(params: Params) -> list[str]:
         f"each run's lr divided by {1 / t['lr_factor']:g} when {t['lr_patience'] + 1} epochs in a row bring "
         f"no lower {'cross-entropy' if t['plateau_on'] == 'loss' else 'top-1 error'} on {t['holdout']:.0%} of each class held out "
         f"of the training split, at most {t['lr_decreases']} times, then stop, or at "
-        f"{t['max_epochs']} epochs (runs may set their own); the table gives the epochs each run trained "
+        f"{_epoch_limits(params)}; the table gives the epochs each run trained "
         "(paper: batch 256, lr 1e-2, plateaus of its validation accuracy, 3 decreases, 74 epochs). A run started "
         f"from another adds its epochs to that run's ({longest} has seen {seen[longest]} counting its chain), "
         "so rows differ in training length as well as in depth and scale.",
@@ -217,7 +233,7 @@ SECTIONS = {
 }
 
 
-SUBMISSION = "ILSVRC submission, 7 nets, dense"
+SUBMISSION = paper.SUBMISSION
 FULL_GRID = "params/cpu-table3.yaml"  # Table 3's twelve rows at the CPU default's geometry
 
 
@@ -269,13 +285,16 @@ def render(params: Params, frames: dict[int, pd.DataFrame]) -> str:
         lines += tested
     lines += ["## Figures", ""]
     captions = {
-        "error-vs-depth": "Single-scale top-1 error against depth, A to E (Table 3), with 95% intervals over the images; "
-                          "the paper's on a second axis.",
+        "error-vs-depth": "Single-scale top-1 error against depth, A to E (Table 3), with 95% intervals; the paper's "
+                          "dotted on a second axis that spans as many points as ours.",
         "error-vs-scale": "Top-1 error against the training scale S, single-scale (Table 3) and multi-scale (Table 4) "
-                          "test, with 95% intervals; the paper's single-scale on a second axis.",
+                          "test, with 95% intervals; the paper's single-scale dotted on a second axis that spans as "
+                          "many points as ours.",
         "protocols": "Dense, multi-crop and both, at three test scales (Table 5).",
     }
-    one_seed = f" Training seed {params.seeds[0]}'s runs; the findings give the spread over seeds." if params.seeds else ""
+    one_seed = (f" Each point is the mean over the {len(params.seeds)} training seeds, its interval counting the "
+                "training noise as well as the images', as the findings do." if params.seeds
+                else " One training seed: the intervals are over the validation images.")
     for name in ("error-vs-depth", "error-vs-scale", "protocols"):
         lines += [f"![{captions[name]}]({rel[name]})", "", f"_{captions[name]}{one_seed}_", ""]
     lines += ["### Training curves", ""]
@@ -286,19 +305,36 @@ def render(params: Params, frames: dict[int, pd.DataFrame]) -> str:
     return "\n".join(lines)
 
 
+def _epoch_limits(params: Params) -> str:
+    """The epoch limits the trained runs had: the default only where some run kept it."""
+    trained = [r for r in params.runs.values() if not r.imported]
+    default = params.raw["train"]["max_epochs"]
+    written = (params.given or params.raw)["runs"]  # as params.yaml writes them, before a sweep names them per seed
+    own = sorted({r.max_epochs for r in trained if "max_epochs" in written[r.base]})
+    keeps = any("max_epochs" not in written[r.base] for r in trained)
+    if not own:
+        return f"{default} epochs"
+    limits = ", ".join(map(str, own))
+    if keeps:
+        return f"{default} epochs (some runs set their own: {limits})"
+    return f"each run's own epoch limit ({limits})"
+
+
 def _findings_section(params: Params, table: pd.DataFrame) -> list[str]:
     return [
         "## The paper's findings, tested",
         "",
         "Each comparison from the runs this grid holds: top-1 error (%) of the side the paper says is better, then of the "
-        "other, the paired difference with its 95% interval (bootstrap over the validation images, "
-        f"{findings.RESAMPLES} resamples), and the paper's numbers for the same comparison. A claim holds when the whole "
-        "interval is below 0; claim 7 (no gain from LRN) holds when A-LRN is worse or within "
-        f"{findings.EQUIVALENT:g} point of A. A claim whose runs this grid lacks reads \"not run\". " + _seeds_line(params),
+        "other, the paired difference with its 95% interval, and the paper's numbers for the same comparison. A claim "
+        "holds when the whole interval is below 0, does not hold when it is above 0, and is inconclusive otherwise; "
+        "claim 7 (no gain from LRN; the difference is A minus A-LRN) holds when the interval's upper end is at most "
+        f"+{findings.EQUIVALENT:g} point (A-LRN at most {findings.EQUIVALENT:g} point better than A) and does not hold "
+        f"when its lower end is above +{findings.EQUIVALENT:g}. A claim whose runs this grid lacks reads \"not run\". "
+        + _seeds_line(params),
         "",
         tables.to_markdown(table),
         "",
-        *(f"- {line}" for line in findings.needs(table)),
+        *(f"- {line}" for line in findings.needs(table) + findings.notes(table)),
         "",
     ]
 
@@ -324,14 +360,16 @@ def _short_difference(params: Params) -> str:
 def _seeds_line(params: Params) -> str:
     seeds = params.seeds
     if seeds is None:
-        return "One seed: the interval is over images, not over training runs (\"seeds differ\" reads -)."
+        return (f"One seed: the interval is a bootstrap over the validation images ({findings.RESAMPLES} resamples), "
+                "not over training runs (\"seeds differ\" reads -).")
     return (
         f"{len(seeds)} training seeds ({', '.join(map(str, seeds))}; the dataset and its held-out slice the same for "
         "each): ours are the means over seeds, sd the spread of the seeds' differences, and the interval counts the "
-        "training noise (Student's t over the seeds' differences) as well as the images' (the bootstrap of the seeds' "
-        "mean difference), their half-widths added in quadrature; \"seeds differ\" says whether the seeds' differences "
-        "spread more than their own images' noise explains (an F test at 95%: where they do, more seeds, not more "
-        "images, would narrow the interval). A comparison some seeds lack is inconclusive. Claim 6 "
+        "training noise (Student's t over the seeds' differences) as well as the images' (a bootstrap of the seeds' "
+        f"mean difference over the validation images, {findings.RESAMPLES} resamples), their half-widths added in "
+        "quadrature; \"seeds differ\" says whether the seeds' differences spread more than one seed's difference "
+        "varies with the images drawn (an F test at 95%: where they do, more seeds, not more images, would narrow "
+        "the interval). A comparison some seeds lack is inconclusive. Claim 6 "
         "sets each seed's ensemble against that seed's best member (named), beside the paper's best member. The "
         "tables give every seed's run."
     )
@@ -377,9 +415,11 @@ def run(params: Params) -> dict:
             )
             for base in curves(params)
         }
-    drawn["error-vs-depth"] = figures.error_vs_depth(first_seed(params, frames[3]))
-    drawn["error-vs-scale"] = figures.error_vs_scale(first_seed(params, frames[3]), first_seed(params, frames[4]))
-    drawn["protocols"] = figures.protocols_side_by_side(first_seed(params, frames[5]))
+    t3, t4 = over_seeds(params, frames[3], lambda row: "dense-single"), over_seeds(params, frames[4], lambda row: "dense")
+    drawn["error-vs-depth"] = figures.error_vs_depth(t3)
+    drawn["error-vs-scale"] = figures.error_vs_scale(t3, t4)
+    drawn["protocols"] = figures.protocols_side_by_side(
+        over_seeds(params, frames[5], lambda row: t5_protocol[row["method"]]))
     for name, png in drawn.items():
         io.write_bytes(out.figure(name), png)
     io.write_text(out.markdown, render(params, frames))
