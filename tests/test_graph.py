@@ -141,3 +141,14 @@ def test_conda_env_pins_the_torch_pair_pyproject_was_tested_with():
             tested[m[1]] = m[2]
     assert sorted(pip) == sorted(f"{name}=={version}" for name, version in tested.items())
     assert "pip install -e ." in (ROOT / "workflow/envs/vggrepro.post-deploy.sh").read_text()
+
+
+def test_the_committed_dvc_lock_records_only_the_stages_of_dvc_yaml():
+    """DVC keeps a removed stage's entry in dvc.lock; the committed lock is the default grid's
+    run, so an entry for a stage the grid no longer has would be stale, pointing at old inputs."""
+    import yaml
+
+    lock = yaml.safe_load((ROOT / "dvc.lock").read_text())["stages"]
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    assert sorted(set(lock) - set(stages)) == []
+    assert sorted(set(stages) - set(lock)) == []  # and every stage of the grid ran
