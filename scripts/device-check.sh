@@ -8,7 +8,10 @@
 #   3. bench loader: the input pipeline at 224 on every core, on real ILSVRC-2012 photographs
 #      copied COPIES times into an ImageFolder tree (VGG-19 needs ~3,000 images a second);
 #   4. bench eval at the paper's geometry: dense against 150-crop evaluation of VGG-19 at
-#      Q in {256, 384, 512}, images a second and their ratio.
+#      Q in {256, 384, 512}, images a second and their ratio;
+#   5. bench train at the findings profile's geometry (params/findings.yaml: crop 64, width 1/8,
+#      batch 32), A and E: the rates that give its time on one GPU (README, "The paper's
+#      findings over seeds"). Needs section 1's workspace.
 #
 #   bash scripts/device-check.sh PHOTOS_DIR [COPIES]
 #
@@ -89,6 +92,14 @@ cd "$work/embedded" || return 1
 vgg bench eval --geometry paper --config E --images "${EVAL_IMAGES:-64}" --repeat 3 2>&1 | tee "$out/bench-eval.txt"
 }
 
+section_5() {
+echo "== 5. bench train at the findings profile's geometry (params/findings.yaml), A and E"
+cd "$work/embedded" || return 1
+for config in A E; do
+    vgg bench train --params "$here/params/findings.yaml" --config $config --repeat 3 2>&1 | tee "$out/bench-train-findings-$config.txt"
+done
+}
+
 section_3() {
 echo "== 3. bench loader on the photographs at 224, $cores workers"
 python3 - "$photos" "$work/photos" "$copies" <<'PY'
@@ -120,7 +131,7 @@ vgg mean_rgb > /dev/null
 vgg bench loader --repeat 3 2>&1 | tee "$out/bench-loader.txt"
 }
 
-for section in ${SECTIONS:-section_1 section_2 section_4 section_3}; do
+for section in ${SECTIONS:-section_1 section_5 section_2 section_4 section_3}; do
     start=$(date +%s)
     $section || echo "== $section FAILED (exit $?)"
     echo "== $section: $(( $(date +%s) - start )) s"
