@@ -11,7 +11,7 @@
 #      Q in {256, 384, 512}, images a second and their ratio;
 #   5. bench train at the findings profile's geometry (params/findings.yaml: crop 64, width 1/8,
 #      batch 32), A and E: the rates that give its time on one GPU (README, "The paper's
-#      findings over seeds"). Needs section 1's workspace.
+#      findings over seeds"), in its own workspace.
 #
 #   bash scripts/device-check.sh PHOTOS_DIR [COPIES]
 #
@@ -93,10 +93,13 @@ vgg bench eval --geometry paper --config E --images "${EVAL_IMAGES:-64}" --repea
 }
 
 section_5() {
-echo "== 5. bench train at the findings profile's geometry (params/findings.yaml), A and E"
-cd "$work/embedded" || return 1
+echo "== 5. bench train at the findings profile's geometry (params/findings.yaml as it is), A and E"
+mkdir -p "$work/findings" && cd "$work/findings" || return 1
+cp "$here/params/findings.yaml" params.yaml
+vgg prepare > "$out/findings-prepare.json" || return 1
+vgg mean_rgb > /dev/null || return 1
 for config in A E; do
-    vgg bench train --params "$here/params/findings.yaml" --config $config --repeat 3 2>&1 | tee "$out/bench-train-findings-$config.txt"
+    vgg bench train --config $config --repeat 3 2>&1 | tee "$out/bench-train-findings-$config.txt"
 done
 }
 

@@ -264,4 +264,19 @@ def test_the_submissions_fc_only_d_has_no_paper_number_and_a_sweep_takes_the_bes
     table = findings.table(params, loader(rates))
     row = table.query("claim == 6").iloc[0]
     assert row["paper"] == "24.7 vs 26.5", row.to_dict()  # not Table 4's 24.8: that D was trained otherwise
-    assert any("only its fully-connected layers" in line for line in findings.notes(table))
+    assert [line.endswith("the best member it does report.") for line in findings.notes(params, table)] == [True]
+    without_d_jit = {**fuse, "ILSVRC submission, 7 nets, dense": [m for m in members if not m.startswith("D_jit")]}
+    params = grid(runs, fuse=without_d_jit)  # no FC-only member: no note
+    one_seed = {(r, p): 0.3 for r in runs for p in ("dense-single", "dense")}
+    one_seed[("ILSVRC submission, 7 nets, dense", "fused")] = 0.2
+    table = findings.table(params, loader(one_seed))
+    assert len(table.query("claim == 6")) == 1 and findings.notes(params, table) == []
+
+
+def test_a_claim_7_that_does_not_hold_asks_for_a_setting_not_for_images():
+    params = grid({k: RUNS[k] for k in ("A_256", "A_LRN_256")})
+    rates = {("A_LRN_256", "dense-single"): 0.2, ("A_256", "dense-single"): 0.3,
+             ("A_256", "dense"): 0.3, ("A_LRN_256", "dense"): 0.3}
+    table = findings.table(params, loader(rates))
+    assert table.query("claim == 7")["verdict"].item() == "does not hold"
+    assert f"Claim 7 would need, we think: {findings.NOT_HOLDING[7]}." in findings.needs(table)

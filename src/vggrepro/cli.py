@@ -261,12 +261,15 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "bench":
             bench = importlib.import_module(f"vggrepro.bench.{args.what}")
+            chosen = {"params_file": args.params}  # the benches that read params.yaml read this one
             if args.what == "data":
-                bench.main(repeat=args.repeat, photos=args.photos)
+                bench.main(repeat=args.repeat, photos=args.photos, **chosen)
             elif args.what == "train":
-                bench.main(repeat=args.repeat, geometry=args.geometry, config=args.config, batch=args.batch)
+                bench.main(repeat=args.repeat, geometry=args.geometry, config=args.config, batch=args.batch, **chosen)
             elif args.what == "eval":
-                bench.main(repeat=args.repeat, geometry=args.geometry, config=args.config, images=args.images)
+                bench.main(repeat=args.repeat, geometry=args.geometry, config=args.config, images=args.images, **chosen)
+            elif args.what == "loader":
+                bench.main(repeat=args.repeat, **chosen)
             else:
                 bench.main(repeat=args.repeat)
             return 0

@@ -122,8 +122,8 @@ def _photo_tree(photos: Path, into: Path) -> Path:
     return into
 
 
-def main(repeat: int = 3, photos: Path | None = None) -> dict:
-    params = load_params()
+def main(repeat: int = 3, photos: Path | None = None, params_file: str = "params.yaml") -> dict:
+    params = load_params(params_file)
     workers = loader.workers(params)
     result = {
         "embedded": _one_set(

@@ -57,8 +57,8 @@ def _rate(evaluate, n: int, dev: torch.device, repeat: int) -> float:
     return statistics.median(rates)
 
 
-def main(repeat: int = 3, geometry: str = "params", config: str = "E", images: int = 16) -> dict:
-    params = load_params()
+def main(repeat: int = 3, geometry: str = "params", config: str = "E", images: int = 16, params_file: str = "params.yaml") -> dict:
+    params = load_params(params_file)
     torch.set_num_threads(params.raw["threads"])
     compute = device.compute(params.raw["train"])
     classes = len(ingest.read_classes(paths.CLASSES))

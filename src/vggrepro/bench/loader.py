@@ -142,8 +142,8 @@ def _training_rates(params, files, root, *, config: str, scale, classes: int, wo
     return row
 
 
-def main(repeat: int = 3) -> dict:
-    params = load_params()
+def main(repeat: int = 3, params_file: str = "params.yaml") -> dict:
+    params = load_params(params_file)
     torch.set_num_threads(params.raw["threads"])
     files = loader.FileList(ingest.read_manifest(paths.MANIFEST, "train")[:IMAGES])
     root, classes = params.data_root, len(ingest.read_classes(paths.CLASSES))

@@ -9,7 +9,9 @@ run, images/s (medians of --repeat passes of STEPS steps, after a warm-up):
   channels_last, fed by its DataLoader with data.workers workers (crop, flip, colour shift, and
   decode and rescale where the stage would: images are decoded once and held in memory where
   the whole training split fits, as the stage does, never at --geometry paper), and the same
-  step on one batch already on the device (the step alone);
+  step on one batch already on the device (the step alone), and the DataLoader with no step
+  (the loader alone: the ceiling of the fed rate where the step is faster, as a GPU's is on the
+  narrow nets of a CPU grid);
 - plain: a loop in the style of torchvision's reference script on the same images: PIL loading
   and torchvision transforms in a DataLoader with the same workers, the same network in fp32,
   NCHW, torch's default flags;
@@ -129,6 +131,24 @@ def _ours(model, compute, batches, batch: int, repeat: int, *, fed: bool) -> flo
     return _rate(run_steps, batch, compute.device, repeat)
 
 
+def _loader_alone(batches, batch: int, dev: torch.device, repeat: int, workers: int) -> float:
+    """The input pipeline with no step: batches taken from its workers as fast as they come. A
+    step faster than this (a GPU's, on a narrow net) waits for it: the fed rate's ceiling. The
+    batches the workers hold ready are drawn first, and each timing draws several times that."""
+    source = _cycle(batches)
+    ready = loader.PREFETCH * max(workers, 1)
+    for _ in range(ready):
+        next(source)
+    steps = max(3 * STEPS, 4 * ready)
+    rates = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(steps):
+            next(source)
+        rates.append(steps * batch / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
 def _plain(model, dev, batches, batch: int, repeat: int) -> float:
     model = model.to(memory_format=torch.contiguous_format)
     opt = torch.optim.SGD(model.parameters(), lr=0.0, momentum=0.9, weight_decay=5e-4)
@@ -146,8 +166,8 @@ def _plain(model, dev, batches, batch: int, repeat: int) -> float:
     return _rate(run_steps, batch, dev, repeat)
 
 
-def main(repeat: int = 3, geometry: str = "params", config: str = "E", batch: int | None = None) -> dict:
-    params = load_params()
+def main(repeat: int = 3, geometry: str = "params", config: str = "E", batch: int | None = None, params_file: str = "params.yaml") -> dict:
+    params = load_params(params_file)
     torch.set_num_threads(params.raw["threads"])
     t = params.raw["train"]
     compute = device.compute(t)
@@ -161,7 +181,7 @@ def main(repeat: int = 3, geometry: str = "params", config: str = "E", batch: in
     batch = batch or t["batch_size"]
     spec = ModelSpec(config, classes, width, head, crop, params.raw["model"]["dropout"])
     workers = loader.workers(params)
-    files = loader.FileList(ingest.read_manifest(paths.MANIFEST, "train")[: batch * (STEPS + 2) * 2])
+    files = loader.FileList(ingest.read_manifest(paths.MANIFEST, "train")[: batch * 64])  # epochs of 64 steps
     root = params.data_root
     print(f"config {config}, crop {crop}, width x{width}, S {scale} px, batch {batch}, {workers} workers, "
           f"{params.raw['threads']} threads, {compute.describe()}; images/s, medians of {repeat}")
@@ -185,6 +205,7 @@ def main(repeat: int = 3, geometry: str = "params", config: str = "E", batch: in
     ours_model = fresh_model().to(memory_format=torch.channels_last)
     step = _ours(ours_model, compute, ours_batches, batch, repeat, fed=False)
     fed = _ours(ours_model, compute, ours_batches, batch, repeat, fed=True)
+    alone = _loader_alone(ours_batches, batch, dev, repeat, workers)
     del ours_model, ours_batches
     torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32 = False, True  # torch's defaults
     plain_batches = torch.utils.data.DataLoader(PilImages(root, files, scale, crop), batch_size=batch, shuffle=True,
@@ -194,13 +215,14 @@ def main(repeat: int = 3, geometry: str = "params", config: str = "E", batch: in
     flops = train_flops_per_image(spec)
     peak = matmul_peak(dev, 8192 if compute.is_cuda else 2048)
     result = {
-        "ours_fed": round(fed, 1), "ours_step": round(step, 1), "plain": round(plain, 1),
+        "ours_fed": round(fed, 1), "ours_step": round(step, 1), "loader_alone": round(alone, 1), "plain": round(plain, 1),
         "resident": resident, "ratio_fed_vs_plain": round(fed / plain, 2), "ratio_step_vs_fed": round(step / fed, 2),
         "train_gflop_per_image": round(flops / 1e9, 2), "peak_bf16_gflops": round(peak / 1e9),
         "mfu_fed": round(fed * flops / peak, 3), "mfu_step": round(step * flops / peak, 3),
     }
     print(f"  ours, fed by the loader: {fed:.1f}  (x{fed / plain:.2f} the plain loop; MFU {result['mfu_fed']:.1%})")
     print(f"  ours, the step alone:    {step:.1f}  (MFU {result['mfu_step']:.1%})")
+    print(f"  the loader alone ({workers} workers, no step): {alone:.1f}")
     print(f"  plain loop (PIL, fp32, NCHW): {plain:.1f}")
     print(f"  {flops / 1e9:.1f} GFLOP per training image; measured bf16 matmul peak {peak / 1e12:.2f} TFLOP/s")
     return result

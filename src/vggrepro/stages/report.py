@@ -286,17 +286,22 @@ def render(params: Params, frames: dict[int, pd.DataFrame]) -> str:
     lines += ["## Figures", ""]
     captions = {
         "error-vs-depth": "Single-scale top-1 error against depth, A to E (Table 3), with 95% intervals; the paper's "
-                          "dotted on a second axis that spans as many points as ours.",
+                          "dotted on a second axis that spans at least as many points as ours.",
         "error-vs-scale": "Top-1 error against the training scale S, single-scale (Table 3) and multi-scale (Table 4) "
-                          "test, with 95% intervals; the paper's single-scale dotted on a second axis that spans as "
-                          "many points as ours.",
+                          "test, with 95% intervals; the paper's single-scale dotted on a second axis that spans at "
+                          "least as many points as ours.",
         "protocols": "Dense, multi-crop and both, at three test scales (Table 5).",
     }
-    one_seed = (f" Each point is the mean over the {len(params.seeds)} training seeds, its interval counting the "
-                "training noise as well as the images', as the findings do." if params.seeds
-                else " One training seed: the intervals are over the validation images.")
+    several = params.seeds is not None and len(params.seeds) > 1
+    points = {  # what a point and its interval are: the figures with intervals draw over_seeds' rows
+        "error-vs-depth": f" Each point is the mean over the {len(params.seeds)} training seeds, its interval counting "
+                          "the training noise as well as the images', as the findings do." if several
+                          else " One training seed: the intervals are over the validation images.",
+        "protocols": f" Each bar is the mean over the {len(params.seeds)} training seeds." if several else "",
+    }
+    points["error-vs-scale"] = points["error-vs-depth"]
     for name in ("error-vs-depth", "error-vs-scale", "protocols"):
-        lines += [f"![{captions[name]}]({rel[name]})", "", f"_{captions[name]}{one_seed}_", ""]
+        lines += [f"![{captions[name]}]({rel[name]})", "", f"_{captions[name]}{points[name]}_", ""]
     lines += ["### Training curves", ""]
     for run in curves(params):
         seeds = f", each of its {len(params.seeds)} seeds" if params.seeds else ""
@@ -325,7 +330,8 @@ def _findings_section(params: Params, table: pd.DataFrame) -> list[str]:
         "## The paper's findings, tested",
         "",
         "Each comparison from the runs this grid holds: top-1 error (%) of the side the paper says is better, then of the "
-        "other, the paired difference with its 95% interval, and the paper's numbers for the same comparison. A claim "
+        "other, the paired difference with its 95% interval, and the paper's numbers for the same comparison (claims 3 "
+        "and 6: the nearest the paper reports, as their text and notes say). A claim "
         "holds when the whole interval is below 0, does not hold when it is above 0, and is inconclusive otherwise; "
         "claim 7 (no gain from LRN; the difference is A minus A-LRN) holds when the interval's upper end is at most "
         f"+{findings.EQUIVALENT:g} point (A-LRN at most {findings.EQUIVALENT:g} point better than A) and does not hold "
@@ -334,7 +340,7 @@ def _findings_section(params: Params, table: pd.DataFrame) -> list[str]:
         "",
         tables.to_markdown(table),
         "",
-        *(f"- {line}" for line in findings.needs(table) + findings.notes(table)),
+        *(f"- {line}" for line in findings.needs(table) + findings.notes(params, table)),
         "",
     ]
 
@@ -359,9 +365,9 @@ def _short_difference(params: Params) -> str:
 
 def _seeds_line(params: Params) -> str:
     seeds = params.seeds
-    if seeds is None:
-        return (f"One seed: the interval is a bootstrap over the validation images ({findings.RESAMPLES} resamples), "
-                "not over training runs (\"seeds differ\" reads -).")
+    if seeds is None or len(seeds) == 1:
+        return (f"One training seed: the interval is a bootstrap over the validation images ({findings.RESAMPLES} "
+                "resamples), not over training runs (\"seeds differ\" reads -).")
     return (
         f"{len(seeds)} training seeds ({', '.join(map(str, seeds))}; the dataset and its held-out slice the same for "
         "each): ours are the means over seeds, sd the spread of the seeds' differences, and the interval counts the "
@@ -418,8 +424,8 @@ def run(params: Params) -> dict:
     t3, t4 = over_seeds(params, frames[3], lambda row: "dense-single"), over_seeds(params, frames[4], lambda row: "dense")
     drawn["error-vs-depth"] = figures.error_vs_depth(t3)
     drawn["error-vs-scale"] = figures.error_vs_scale(t3, t4)
-    drawn["protocols"] = figures.protocols_side_by_side(
-        over_seeds(params, frames[5], lambda row: t5_protocol[row["method"]]))
+    drawn["protocols"] = figures.protocols_side_by_side(  # bars: no interval drawn, none computed
+        over_seeds(params, frames[5].drop(columns=["top-1 low", "top-1 high"]), None))
     for name, png in drawn.items():
         io.write_bytes(out.figure(name), png)
     io.write_text(out.markdown, render(params, frames))
