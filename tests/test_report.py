@@ -161,3 +161,18 @@ def test_the_training_line_names_only_the_epoch_limits_the_runs_had():
     assert report._epoch_limits(params) == f"{default} epochs (some runs set their own: 5)"
     none = {n: {k: v for k, v in r.items() if k != "max_epochs"} for n, r in own.items()}
     assert report._epoch_limits(parse_params(with_runs(none))) == f"{default} epochs"
+
+
+def test_table4_carries_a_and_a_lrn_without_paper_numbers():
+    """The findings' claim 4 quotes A's and A-LRN's multi-scale errors: each stands in Table 4,
+    with no paper number beside it, as the paper's Table 4 has no A row."""
+    raw = with_runs({
+        "A_256": {"config": "A", "scale": 256, "init": "kaiming"},
+        "A_LRN_256": {"config": "A-LRN", "scale": 256, "init": "kaiming"},
+        "B_256": {"config": "B", "scale": 256, "init": "A_256"},
+    })
+    params = parse_params(raw, files=False)
+    t4 = tables.table4(params, evals_for(params)).set_index("run")
+    assert list(t4.index) == ["A_256", "A_LRN_256", "B_256"]
+    assert t4.loc[["A_256", "A_LRN_256"], ["paper top-1", "paper top-5"]].isna().all(axis=None)
+    assert t4.loc["B_256", "paper top-1"] == 28.2  # Table 4: B, S = 256, Q {224, 256, 288}

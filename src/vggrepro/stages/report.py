@@ -220,7 +220,7 @@ SECTIONS = {
         "Dense evaluation at one test scale Q (Q = S for a fixed S, Q = 0.5 (S_min + S_max) for a jittered S)."),
     4: ("Table 4: multi-scale evaluation",
         "Dense evaluation, posteriors averaged over Q = {S-32, S, S+32} for a fixed S and {S_min, 0.5 (S_min + S_max), "
-        "S_max} for a jittered S (Sec. 4.2). The paper leaves out A and A-LRN."),
+        "S_max} for a jittered S (Sec. 4.2). The paper's table has no A or A-LRN row: ours stand without a paper number."),
     5: ("Table 5: dense and multi-crop evaluation",
         "At the run's three test scales: dense, multi-crop (a 5 x 5 grid of crops at each scale, and their flips unless "
         "evaluate.flip is false: see the Test line below), and the two posteriors averaged (Sec. 4.3), for the runs in "
