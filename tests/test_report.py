@@ -176,3 +176,8 @@ def test_table4_carries_a_and_a_lrn_without_paper_numbers():
     assert list(t4.index) == ["A_256", "A_LRN_256", "B_256"]
     assert t4.loc[["A_256", "A_LRN_256"], ["paper top-1", "paper top-5"]].isna().all(axis=None)
     assert t4.loc["B_256", "paper top-1"] == 28.2  # Table 4: B, S = 256, Q {224, 256, 288}
+
+
+def test_the_findings_profile_a_sweep_report_names_is_a_sweep_over_three_seeds():
+    profile = yaml.safe_load((ROOT / report.FINDINGS).read_text())
+    assert len(profile["seeds"]) >= 3 and len(parse_params(profile, files=False).runs) >= 12 * 3

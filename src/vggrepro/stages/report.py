@@ -235,6 +235,7 @@ SECTIONS = {
 
 SUBMISSION = paper.SUBMISSION
 FULL_GRID = "params/cpu-table3.yaml"  # Table 3's twelve rows at the CPU default's geometry
+FINDINGS = "params/findings.yaml"  # the claims tested over three seeds
 
 
 def _notes(params: Params, number: int, df: pd.DataFrame) -> list[str]:
@@ -262,7 +263,9 @@ def render(params: Params, frames: dict[int, pd.DataFrame]) -> str:
         "",
         f"vggrepro {__version__}. Errors are percentages on the validation split; lower is better. Our numbers "
         "stand beside the paper's (ILSVRC-2012 val) on the rows the paper has. S and Q are in the paper's pixels; "
-        "the runs use them scaled to this geometry. How this run differs from the paper's setting is listed at the end.",
+        "the runs use them scaled to this geometry. How this run differs from the paper's setting is listed at the end."
+        + (f" A sweep over training seeds (params.yaml's `seeds`; `vggrepro use {FINDINGS}` sets the findings "
+           "profile's).") * (params.seeds is not None),
         "",
     ]
     ours = {(r.config, r.scale_label) for r in params.runs.values() if not r.imported}
