@@ -302,3 +302,13 @@ def test_claim_6_is_decided_on_d_and_e_alone_and_one_seed_takes_the_best_member_
     best = findings._against_best_member([c for c in findings.comparisons(params) if c.claim == 6], loader(rates))
     # Table 4 at S=384: D 26.5, E 26.9, C 27.8; the paper's best of either ensemble's members is D's
     assert {c.worse.label: c.worse.paper for c in best} == {"D_384 dense": 26.5, "C_384 dense": 26.5}
+
+
+def test_seeds_that_scored_other_images_are_refused_in_one_line():
+    """The mean over seeds pairs image i of every seed: a seed that skipped another file would
+    shift every image after it without an error."""
+    values = torch.zeros(3)
+    with pytest.raises(findings.Unpaired, match=r"^B_256_seed1 and B_256_seed0 scored other images; rerun") as err:
+        findings.aligned([("B_256_seed0", values, ["a", "b", "c"]), ("B_256_seed1", values, ["a", "c", "d"])])
+    assert "\n" not in str(err.value)
+    assert findings.aligned([("x", values, ["a"] * 3), ("y", values + 1, ["a"] * 3)]).shape == (2, 3)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 
 from conftest import tiny_params
@@ -181,3 +182,13 @@ def test_table4_carries_a_and_a_lrn_without_paper_numbers():
 def test_the_findings_profile_a_sweep_report_names_is_a_sweep_over_three_seeds():
     profile = yaml.safe_load((ROOT / report.FINDINGS).read_text())
     assert len(profile["seeds"]) >= 3 and len(parse_params(profile, files=False).runs) >= 12 * 3
+
+
+def test_an_evaluation_without_its_compute_is_refused_not_read_as_cpu_fp32(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path(paths.eval_metrics("A_256")).parent.mkdir(parents=True)
+    Path(paths.eval_metrics("A_256")).write_text(json.dumps({"compute": "cuda:0 (NVIDIA H100), bf16, channels_last"}))
+    assert report._evaluated_on("A_256") == "cuda:0 (NVIDIA H100), bf16, channels_last"
+    Path(paths.eval_metrics("A_256")).write_text(json.dumps({"images": 10}))
+    with pytest.raises(report.ReportError, match=r'^runs/A_256/eval.json: no "compute" entry; rerun evaluate_A_256$'):
+        report._evaluated_on("A_256")

@@ -31,6 +31,7 @@ import torch
 
 from vggrepro.params import Params
 from vggrepro.report import paper, tables
+from vggrepro.runtime.errors import Error
 
 RESAMPLES = 2000
 CHUNK = 100  # resamples drawn at once
@@ -73,6 +74,10 @@ NEEDS = {
 NOT_HOLDING = {
     7: "a setting nearer the paper's: LRN's gain here may be that of a narrow net (the paper's are full width)",
 }
+
+class Unpaired(Error, ValueError):
+    """Two sides, or two seeds, that scored other images: no paired difference; one line."""
+
 
 # (run or fuse entry, protocol): the per-image top-1 wrong (0/1 float) and the images' paths
 Wrong = Callable[[str, str], tuple[torch.Tensor, list[str]]]
@@ -234,6 +239,18 @@ def _over_seeds(values: torch.Tensor, seed: int, label: str) -> tuple[float, flo
     return mean - ((mean - img_low) ** 2 + half**2) ** 0.5, mean + ((img_high - mean) ** 2 + half**2) ** 0.5
 
 
+def aligned(per_seed: list[tuple[str, torch.Tensor, list[str]]]) -> torch.Tensor:
+    """(seeds, images) from each seed's (source, per-image values, image paths): refused unless
+    every seed scored the same images in the same order, which the mean over seeds and the
+    bootstrap over images take for granted (a seed that skipped another bad file would shift
+    every image after it)."""
+    source, _, first = per_seed[0]
+    for other, _, images in per_seed[1:]:
+        if images != first:
+            raise Unpaired(f"{other} and {source} scored other images; rerun their evaluate stages on the same val split")
+    return torch.stack([values for _, values, _ in per_seed])
+
+
 def _paired(wrong: Wrong, group: list[Comparison], seed: int) -> dict:
     """A comparison over its seeds: each side's error and the difference better - worse (the
     means over seeds), its spread over seeds, and its 95% interval, all in points."""
@@ -242,11 +259,11 @@ def _paired(wrong: Wrong, group: list[Comparison], seed: int) -> dict:
         b, b_paths = wrong(c.better.source, c.better.protocol)
         w, w_paths = wrong(c.worse.source, c.worse.protocol)
         if b_paths != w_paths:
-            raise ValueError(f"{c.better.source} and {c.worse.source} scored other images; rerun their evaluate stages")
-        diffs.append((b.double() - w.double()) * 100.0)
+            raise Unpaired(f"{c.better.source} and {c.worse.source} scored other images; rerun their evaluate stages")
+        diffs.append((c.better.source, (b.double() - w.double()) * 100.0, b_paths))
         better.append(100.0 * b.double().mean().item())
         worse.append(100.0 * w.double().mean().item())
-    d = torch.stack(diffs)
+    d = aligned(diffs)
     per_seed = d.mean(dim=1)
     label = group[0].label
     low, high = _bootstrap(d[0], seed, label) if len(group) == 1 else _over_seeds(d, seed, label)

@@ -19,9 +19,13 @@ from vggrepro.metrics import true_class_rank
 from vggrepro.params import PAPER_CROP, PAPER_HEAD_WIDTH, Params
 from vggrepro.report import figures, findings, htmltable, paper, tables
 from vggrepro.runtime import io
-from vggrepro.runtime.errors import MissingFile
+from vggrepro.runtime.errors import Error, MissingFile
 
 PAPER_EPOCHS = 74  # Sec. 3.1: 370K iterations of batch 256
+
+
+class ReportError(Error):
+    """An input of the report that is there but not as this version writes it; one line."""
 
 
 def _missing(path: str) -> FileNotFoundError:
@@ -68,13 +72,22 @@ def over_seeds(params: Params, df: pd.DataFrame, protocol) -> pd.DataFrame:
         for column in ("top-1 err", "top-5 err"):
             row[column] = group[column].mean()
         if "top-1 low" in group:
-            wrong = torch.stack([_wrong_per_image(r["run"], protocol(r))[0] for _, r in group.iterrows()])
+            wrong = findings.aligned([(r["run"], *_wrong_per_image(r["run"], protocol(r))) for _, r in group.iterrows()])
             label = f"{row['run']} {protocol(row)} over seeds"
             row["top-1 low"], row["top-1 high"] = (
                 findings.interval_over_seeds(wrong, params.raw["seed"], label) if len(wrong) > 1
                 else findings.interval(wrong[0], params.raw["seed"], label))  # one seed: the images' alone
         rows.append(row)
     return pd.DataFrame(rows, columns=df.columns).reset_index(drop=True)
+
+
+def _evaluated_on(run: str) -> str:
+    """The device and precision a run's evaluate stage recorded (a file without it is not this
+    version's: one line, not a guess)."""
+    compute = _read(paths.eval_metrics(run)).get("compute")
+    if not isinstance(compute, str):
+        raise ReportError(f"{paths.eval_metrics(run)}: no \"compute\" entry; rerun {paths.stage_name('evaluate', run)}")
+    return compute
 
 
 def epochs_trained(run: str) -> int:
@@ -110,7 +123,7 @@ def _settings(params: Params) -> list[str]:
     transforms += ["random horizontal flip"] if aug["flip"] else []
     transforms += [f"AlexNet's PCA colour shift (std {aug['colour_shift']:g})"] if aug["colour_shift"] > 0 else []
     missing = [x for x, on in (("flip", aug["flip"]), ("colour shift", aug["colour_shift"] > 0)) if not on]
-    computed = sorted({_read(paths.eval_metrics(n)).get("compute", "cpu, fp32") for n in runs})
+    computed = sorted({_evaluated_on(n) for n in runs})
     lines = [f"- Data: {data_line}."]
     duplicates = sum(r.kind == "duplicate_across_splits" for r in badfiles.read_csv(_read(paths.BAD_FILES)))
     if duplicates:
@@ -133,10 +146,11 @@ def _settings(params: Params) -> list[str]:
         "(paper: batch 256, lr 1e-2, plateaus of its validation accuracy, 3 decreases, 74 epochs). A run started "
         f"from another adds its epochs to that run's ({longest} has seen {seen[longest]} counting its chain), "
         "so rows differ in training length as well as in depth and scale.",
-        f"- Compute: {'; '.join(computed)}"
+        f"- Compute: evaluated on {'; '.join(computed)}"
         + (" (GPU kernels chosen for speed: not bitwise repeatable)" if any(c.startswith("cuda") for c in computed)
            and not t["deterministic"] else "")
-        + " (paper: fp32 on 4 NVIDIA Titan Black GPUs).",
+        + f"; trained with train.device {t['device']} and train.precision {t['precision']} (each run's model.pt "
+        "records where it trained; paper: fp32 on 4 NVIDIA Titan Black GPUs).",
         "- Preprocessing: " + (
             "mean RGB subtracted and divided by the per-channel std (paper: mean subtracted only)."
             if m["normalise"] == "mean_std" else "mean RGB subtracted (as the paper)."
@@ -370,7 +384,8 @@ def _seeds_line(params: Params) -> str:
     seeds = params.seeds
     if seeds is None or len(seeds) == 1:
         return (f"One training seed: the interval is a bootstrap over the validation images ({findings.RESAMPLES} "
-                "resamples), not over training runs (\"seeds differ\" reads -).")
+                "resamples), not over training runs (\"seeds differ\" reads -), so a verdict here counts no training "
+                f"noise and another seed may turn it: `vggrepro use {FINDINGS}` tests the claims over three seeds.")
     return (
         f"{len(seeds)} training seeds ({', '.join(map(str, seeds))}; the dataset and its held-out slice the same for "
         "each): ours are the means over seeds, sd the spread of the seeds' differences, and the interval counts the "
