@@ -221,6 +221,8 @@ def test_a_claim_asks_for_more_seeds_only_where_the_seeds_differ_beyond_their_im
                                 | {("A_LRN_256", p): 0.255 for p in ("dense-single", "dense")}))
     assert one.query("claim == 7").iloc[0]["seeds differ"] == "-"
     assert f"Claim 7 would need, we think: {findings.MORE_IMAGES}." in findings.needs(one)
+    alike = table.assign(**{"seeds differ": "no"})  # a sweep whose seeds differ as their images do
+    assert f"Claim 7 would need, we think: {findings.MORE_EITHER}." in findings.needs(alike)
 
 
 @pytest.mark.parametrize(("low", "high", "expected"), [

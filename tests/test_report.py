@@ -80,7 +80,8 @@ def test_the_differences_line_lists_only_what_differs(tmp_path, monkeypatch):
     logged(74)
     paper = parse_params(with_runs(runs, model__width=1.0, model__head_width=4096, geometry__crop=224))
     line = report._short_difference(paper)
-    assert line == "the embedded generated dataset; one seed (0): the intervals are over images, not over training runs", line
+    assert line == ("the embedded generated dataset, 6 classes (chance: top-1 83%, top-5 17%); one seed (0): the "
+                    "intervals are over images, not over training runs"), line
     logged(3)
     narrow = parse_params(with_runs(runs))
     line = report._short_difference(narrow)
@@ -192,3 +193,25 @@ def test_an_evaluation_without_its_compute_is_refused_not_read_as_cpu_fp32(tmp_p
     Path(paths.eval_metrics("A_256")).write_text(json.dumps({"images": 10}))
     with pytest.raises(report.ReportError, match=r'^runs/A_256/eval.json: no "compute" entry; rerun evaluate_A_256$'):
         report._evaluated_on("A_256")
+
+
+def test_the_test_line_names_multi_crop_only_where_a_run_was_evaluated_so():
+    settings = {"flip": True, "pool": "scores"}
+    assert "multi-crop: a 5 x 5 grid of crops and their flips" in report._test_line(settings, [73], True)
+    line = report._test_line(settings, [73], False)
+    assert "grid of crops" not in line and line.endswith("; no run evaluated by multi-crop.")
+
+
+def test_the_error_vs_scale_figure_sets_the_papers_multi_scale_beside_ours(monkeypatch):
+    from vggrepro.report import figures
+
+    drawn = []
+    monkeypatch.setattr(figures, "_png", lambda fig: drawn.append(fig) or b"")
+    t3 = pd.DataFrame({"config": ["E", "E"], "train S": ["256", "384"], "top-1 err": [30.0, 28.0],
+                       "top-1 low": [28.0, 26.0], "top-1 high": [32.0, 30.0], "paper top-1": [27.3, 26.9]})
+    t4 = pd.DataFrame({"config": ["E", "E"], "train S": ["256", "384"], "top-1 err": [27.0, 25.0],
+                       "top-1 low": [25.0, 23.0], "top-1 high": [29.0, 27.0], "paper top-1": [26.9, 26.7]})
+    figures.error_vs_scale(t3, t4)
+    paper_ax = drawn[0].axes[1]
+    lines = {line.get_label(): list(line.get_ydata()) for line in paper_ax.get_lines()}
+    assert lines == {"paper E, single-scale": [27.3, 26.9], "paper E, multi-scale": [26.9, 26.7]}

@@ -99,26 +99,27 @@ def _errorbar(ax, x, rows: pd.DataFrame, **style) -> None:
         ax.plot(x, y, **style)
 
 
-def _papers_axis(ax, points: list[tuple[list[float], pd.Series, str, str]]):
+def _papers_axis(ax, points: list[tuple]):
     """The paper's top-1 errors on a second axis (ILSVRC-2012 errors sit elsewhere than ours),
-    each series dotted in the colour of our series it stands beside. The second axis spans as
-    many points as ours does, so a slope looks as steep on either; it is centred on the paper's
-    values, and widened only where they spread wider than ours."""
-    drawn = [(x, p, label, colour) for x, p, label, colour in points if p.notna().any()]
+    each series dotted in the colour of our series it stands beside; points are (x, errors,
+    label, colour) or (x, errors, label, colour, marker), marker "x" unless named. The second
+    axis spans as many points as ours does, so a slope looks as steep on either; it is centred on
+    the paper's values, and widened only where they spread wider than ours."""
+    drawn = [(*point, "x")[:5] for point in points if point[1].notna().any()]
     if not drawn:
         return None
     paper_ax = ax.twinx()
     values = []
-    for x, p, label, colour in drawn:
+    for x, p, label, colour, marker in drawn:
         keep = p.notna().to_numpy()
         values += [float(v) for v in p[keep]]
-        paper_ax.plot([v for v, k in zip(x, keep) if k], p[keep], marker="x", color=colour, linestyle=":",
+        paper_ax.plot([v for v, k in zip(x, keep) if k], p[keep], marker=marker, color=colour, linestyle=":",
                       alpha=0.8, label=label)
     low, high = ax.get_ylim()
     span = max(high - low, 1.2 * (max(values) - min(values)), 1.0)
     middle = (max(values) + min(values)) / 2
     paper_ax.set_ylim(middle - span / 2, middle + span / 2)
-    paper_ax.set_ylabel("paper's top-1 error (%), ILSVRC-2012 val (dotted, x)")
+    paper_ax.set_ylabel("paper's top-1 error (%), ILSVRC-2012 val (dotted)")
     return paper_ax
 
 
@@ -152,7 +153,7 @@ def error_vs_depth(t3: pd.DataFrame) -> bytes:
 
 def error_vs_scale(t3: pd.DataFrame, t4: pd.DataFrame) -> bytes:
     """Top-1 error of each configuration against its training scale S, single- and multi-scale
-    test, with 95% intervals; the paper's on a second axis."""
+    test, with 95% intervals; the paper's single- (x) and multi-scale (+) on a second axis."""
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots()
         scales = list(dict.fromkeys(t3["train S"]))
@@ -171,6 +172,7 @@ def error_vs_scale(t3: pd.DataFrame, t4: pd.DataFrame) -> bytes:
                 xm = [scales.index(s) for s in multi["train S"]]
                 _errorbar(ax, xm, multi, marker="s", linestyle="--", color=colour, alpha=0.7,
                           label=f"{config}, multi-scale")
+                theirs.append((xm, multi["paper top-1"], f"paper {config}, multi-scale", colour, "+"))
         other = _papers_axis(ax, theirs)
         ax.set_xticks(range(len(scales)), scales)
         ax.set_xlabel("training scale S")

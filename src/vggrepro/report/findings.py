@@ -57,6 +57,8 @@ WIDER_FUSION = ("Fusing nets beats the best single net: D and E with other confi
 
 # What we think a claim would need where it does not hold or is inconclusive here.
 MORE_IMAGES = "more validation images (a narrower interval)"
+MORE_EITHER = ("more validation images or more training seeds (the seeds spread as their images' noise explains, and "
+               "with few seeds Student's t widens the interval most)")
 MORE_SEEDS = "more training seeds (the seeds' differences spread more than one seed's difference varies with the images drawn)"
 NEEDS = {
     1: "the deeper nets trained longer: their added layers start from random weights, and the narrow nets of a CPU "
@@ -310,10 +312,18 @@ def needs(table: pd.DataFrame) -> list[str]:
     for claim in dict.fromkeys(open_rows["claim"]):
         rows = open_rows[open_rows["claim"] == claim]
         text = NOT_HOLDING[claim] if claim in NOT_HOLDING and set(rows["verdict"]) == {"does not hold"} else NEEDS[claim]
-        if set(open_rows.loc[open_rows["claim"] == claim, "seeds differ"]) == {"yes"}:
-            text = text.replace(MORE_IMAGES, MORE_SEEDS).replace("more validation images", MORE_SEEDS)
+        differ = set(rows["seeds differ"])
+        if differ == {"yes"}:
+            text = _instead_of_images(text, MORE_SEEDS)
+        elif "-" not in differ:  # a sweep whose seeds spread no more than their images explain
+            text = _instead_of_images(text, MORE_EITHER)
         lines.append(f"Claim {claim} would need, we think: {text}.")
     return lines
+
+
+def _instead_of_images(text: str, advice: str) -> str:
+    """text asking for advice where it asks for more validation images (once: advice may say it too)."""
+    return text.replace(MORE_IMAGES, advice) if MORE_IMAGES in text else text.replace("more validation images", advice)
 
 
 def notes(params: Params, table: pd.DataFrame) -> list[str]:
