@@ -14,12 +14,13 @@ computes costs what a crop's pixel does in FLOPs; it also computes the padding t
 the pooling grid on a side that is no multiple of 32 (1.26x the image at the demo geometry's
 Q, a few percent at the paper's), and this is reported apart.
 
-Measured on a 2-core CPU (bf16, channels_last; another job running, one pass each), dense ran
-at 0.72x and 0.83x multi-crop's rate per input pixel at the demo geometry (128 images; 1.05x
-per computed pixel, padding included) and 0.59x at the paper's (4 images): there the CPU's
-convolutions ran VGG-19's conv layers over a 384 x 512 map 25% slower a pixel than over a
-batch of 224-px crops. Per picture dense was 4.6x to 5.3x and 3.6x faster. Whether dense is
-cheaper a pixel is the device's: on this CPU it is not.
+Measured on a 2-core CPU (bf16, channels_last), E at the demo geometry (crop 64, width x0.125), 128
+images, nothing else running, medians of 3: dense 155.7 images/s against multi-crop's 27.8
+(x5.61 a picture), x0.88 multi-crop's rate per input pixel and x1.11 per computed pixel, the
+padding being x1.26 the image. Earlier, with another job running and one pass each: x0.72 and
+x0.83 per input pixel at the demo geometry, and x0.59 at the paper's (4 images): there the
+CPU's convolutions ran VGG-19's conv layers over a 384 x 512 map 25% slower a pixel than over a
+batch of 224-px crops. Whether dense is cheaper a pixel is the device's: on this CPU it is not.
 """
 
 from __future__ import annotations
