@@ -8,7 +8,8 @@
 #   3. bench loader: the input pipeline at 224 on every core, on real ILSVRC-2012 photographs
 #      copied COPIES times into an ImageFolder tree (VGG-19 needs ~3,000 images a second);
 #   4. bench eval at the paper's geometry: dense against 150-crop evaluation of VGG-19 at
-#      Q in {256, 384, 512}, images a second and their ratio;
+#      Q in {256, 384, 512}, images a second and their ratio, a pixel and a FLOP (on the CPU
+#      dense does x1.12 the FLOPs an input pixel at x0.83 the FLOP rate: x0.74 a pixel);
 #   5. bench train at the findings profile's geometry (params/findings.yaml: crop 64, width 1/8,
 #      batch 32), A and E: the rates that give its time on one GPU (README, "The paper's
 #      findings over seeds"), in its own workspace.

@@ -8,19 +8,24 @@ once beforehand: dense evaluation (the whole image and its flip at each Q) and 1
 multi-crop evaluation (a 5 x 5 grid and flips at each Q), both batched by vggrepro.protocols on
 train.device in train.precision, medians of --repeat passes after a warm-up. Q is {256, 384,
 512} in the paper's pixels (scaled to params.yaml's geometry, or as they are at --geometry
-paper: crop 224, full width). Dense should cost several times less a picture: it counts about
-6x fewer input pixels, as it does not recompute the overlapping crops (Sec. 3.2). A pixel it
-computes costs what a crop's pixel does in FLOPs; it also computes the padding that centres
-the pooling grid on a side that is no multiple of 32 (1.26x the image at the demo geometry's
-Q, a few percent at the paper's), and this is reported apart.
+paper: crop 224, full width). Dense should cost several times less a picture: it counts about 6x
+fewer input pixels, as it does not recompute the overlapping crops (Sec. 3.2). A pixel of it
+costs more FLOPs than a crop's, though: its FC layers, run as convolutions, classify a
+crop-sized window at every 32nd pixel (150 windows in a 512 x 672 image, where multi-crop
+classifies 25 crops), and it computes the padding that centres the pooling grid on a side that
+is no multiple of 32 (1.26x the image at the demo geometry's Q, 1.01x at the paper's). torch's
+FLOP counter gives both protocols' FLOPs, so the pixel rates split into work done (FLOPs an
+input pixel) and speed (FLOP/s): dense is cheaper an input pixel only on a device that runs
+whole images that much faster than batches of crops.
 
-Measured on a 2-core CPU (bf16, channels_last), E at the demo geometry (crop 64, width x0.125), 128
-images, nothing else running, medians of 3: dense 155.7 images/s against multi-crop's 27.8
-(x5.61 a picture), x0.88 multi-crop's rate per input pixel and x1.11 per computed pixel, the
-padding being x1.26 the image. Earlier, with another job running and one pass each: x0.72 and
-x0.83 per input pixel at the demo geometry, and x0.59 at the paper's (4 images): there the
-CPU's convolutions ran VGG-19's conv layers over a 384 x 512 map 25% slower a pixel than over a
-batch of 224-px crops. Whether dense is cheaper a pixel is the device's: on this CPU it is not.
+Measured on a 2-core CPU (bf16, channels_last), E, nothing else running, medians of 3:
+- at the paper's geometry (crop 224, full width, 4 images): dense 0.53 images/s against
+  multi-crop's 0.12 (x4.48 a picture), x0.74 multi-crop's rate an input pixel: dense does x1.12
+  the FLOPs an input pixel and runs at x0.83 the FLOP rate (578 against 697 GFLOP/s);
+- at the demo geometry (crop 64, width x0.125, 128 images): dense 226.8 against 47.8 (x4.74),
+  x0.75 an input pixel: x1.27 the FLOPs (the padding) at x0.95 the FLOP rate.
+So on this CPU dense is several times cheaper a picture and not cheaper a pixel; whether a GPU
+runs whole images faster a FLOP than crops, `scripts/device-check.sh` measures.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ import statistics
 import time
 
 import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.utils.flop_counter import FlopCounterMode
 
 from vggrepro import paths, protocols
 from vggrepro.data import ingest, loader
@@ -58,6 +65,19 @@ def _rate(evaluate, n: int, dev: torch.device, repeat: int) -> float:
     return statistics.median(rates)
 
 
+def forward_flops(spec: ModelSpec, sides) -> dict[tuple[int, int], int]:
+    """{(h, w): FLOPs of one image's score map at that input side}, counted by torch's
+    FlopCounterMode on fake tensors: shapes only, nothing computed."""
+    flops = {}
+    with FakeTensorMode(), torch.no_grad():
+        model = VGG(spec)
+        for h, w in set(sides):
+            with FlopCounterMode(display=False) as counter:
+                model.score_map(torch.empty(1, 3, h, w))
+            flops[(h, w)] = counter.get_total_flops()
+    return flops
+
+
 def main(repeat: int = 3, geometry: str = "params", config: str = "E", images: int = 16, params_file: str = "params.yaml") -> dict:
     params = load_params(params_file)
     torch.set_num_threads(params.raw["threads"])
@@ -84,6 +104,12 @@ def main(repeat: int = 3, geometry: str = "params", config: str = "E", images: i
     dense_px = sum(2 * h * w for h, w in sides)
     computed_px = sum(2 * (h + -h % DOWNSAMPLING) * (w + -w % DOWNSAMPLING) for h, w in sides)  # padded
     crop_px = len(decoded) * len(qs) * 2 * protocols.GRID**2 * crop * crop
+    # FLOPs a picture: a pixel of dense costs more than a crop's, as its FC layers (convolutions
+    # over the score map) run at every position, overlapping, and it computes the padding.
+    padded = [(h + -h % DOWNSAMPLING, w + -w % DOWNSAMPLING) for h, w in sides]
+    flops = forward_flops(model.spec, [*padded, (crop, crop)])
+    dense_flops = sum(2 * flops[side] for side in padded)
+    crop_flops = len(decoded) * len(qs) * 2 * protocols.GRID**2 * flops[(crop, crop)]
     # Input pixels a second: the image's own pixels (dense's padding to the pooling grid is cost,
     # not input), against the crops' pixels. The paper's argument for dense (Sec. 3.2) is that
     # it computes the overlapping crops' convolutions once: it should cost less a pixel.
@@ -92,6 +118,8 @@ def main(repeat: int = 3, geometry: str = "params", config: str = "E", images: i
         "dense": round(dense, 2), "multi_crop": round(crops, 2), "ratio_dense_vs_multi_crop": round(dense / crops, 2),
         "pixel_ratio": round(crop_px / dense_px, 2), "pixel_rate_ratio_dense_vs_multi_crop": round(dense_pps / crop_pps, 2),
         "computed_pixel_rate_ratio_dense_vs_multi_crop": round(dense_pps * computed_px / dense_px / crop_pps, 2),
+        "flops_per_pixel_ratio_dense_vs_multi_crop": round(dense_flops / dense_px / (crop_flops / crop_px), 2),
+        "flop_rate_ratio_dense_vs_multi_crop": round(dense * dense_flops / (crops * crop_flops), 2),
     }
     print(f"  dense, {len(qs)} scales with flips:       {dense:.2f}")
     print(f"  multi-crop, 150 crops over {len(qs)} scales: {crops:.2f}")
@@ -101,4 +129,8 @@ def main(repeat: int = 3, geometry: str = "params", config: str = "E", images: i
     print(f"  computed pixels/s, dense's padding to multiples of {DOWNSAMPLING} included: dense "
           f"{dense_pps * computed_px / dense_px / 1e6:.2f}M (x{dense_pps * computed_px / dense_px / crop_pps:.2f} multi-crop's; "
           f"the padding is x{computed_px / dense_px:.2f} the image)")
+    n = len(decoded)
+    print(f"  FLOPs (torch's counter): dense {dense_flops / n / 1e9:,.4g}G a picture, x{result['flops_per_pixel_ratio_dense_vs_multi_crop']:.2f} "
+          f"multi-crop's an input pixel; FLOP/s: dense {dense * dense_flops / n / 1e9:.3g}G, multi-crop "
+          f"{crops * crop_flops / n / 1e9:.3g}G (dense x{result['flop_rate_ratio_dense_vs_multi_crop']:.2f})")
     return result
