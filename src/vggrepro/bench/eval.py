@@ -101,18 +101,18 @@ def main(repeat: int = 3, geometry: str = "params", config: str = "E", images: i
     crops = _rate(lambda: protocols.multi_crop_posteriors(model, decoded, qs=qs, **options), len(decoded), compute.device, repeat)
     # Input pixels a picture: each rescaled image and its flip, against 50 crops a scale.
     sides = [rescale(im, q).shape[1:] for im in decoded for q in qs]
+    padded = [(h + -h % DOWNSAMPLING, w + -w % DOWNSAMPLING) for h, w in sides]  # centred on the pooling grid
     dense_px = sum(2 * h * w for h, w in sides)
-    computed_px = sum(2 * (h + -h % DOWNSAMPLING) * (w + -w % DOWNSAMPLING) for h, w in sides)  # padded
+    computed_px = sum(2 * h * w for h, w in padded)
     crop_px = len(decoded) * len(qs) * 2 * protocols.GRID**2 * crop * crop
     # FLOPs a picture: a pixel of dense costs more than a crop's, as its FC layers (convolutions
-    # over the score map) run at every position, overlapping, and it computes the padding.
-    padded = [(h + -h % DOWNSAMPLING, w + -w % DOWNSAMPLING) for h, w in sides]
+    # over the feature map) classify a window at every position, and it computes the padding.
     flops = forward_flops(model.spec, [*padded, (crop, crop)])
     dense_flops = sum(2 * flops[side] for side in padded)
     crop_flops = len(decoded) * len(qs) * 2 * protocols.GRID**2 * flops[(crop, crop)]
     # Input pixels a second: the image's own pixels (dense's padding to the pooling grid is cost,
     # not input), against the crops' pixels. The paper's argument for dense (Sec. 3.2) is that
-    # it computes the overlapping crops' convolutions once: it should cost less a pixel.
+    # it computes the overlapping crops' convolutions once: fewer pixels a picture.
     dense_pps, crop_pps = dense * dense_px / len(decoded), crops * crop_px / len(decoded)
     result = {
         "dense": round(dense, 2), "multi_crop": round(crops, 2), "ratio_dense_vs_multi_crop": round(dense / crops, 2),
