@@ -21,6 +21,11 @@ def test_flops_counted_on_fake_tensors_are_those_of_a_real_pass():
         with FlopCounterMode(display=False) as real, torch.no_grad():
             model.score_map(torch.zeros(1, 3, h, w))
         assert flops == real.get_total_flops() > 0
+    # Multi-crop runs the crop classifier (forward, its FC layers as matmuls), not the score map:
+    # the bench counts the crop's FLOPs on the score map, so the two must do the same work.
+    with FlopCounterMode(display=False) as crop, torch.no_grad():
+        model(torch.zeros(1, 3, 64, 64))
+    assert counted[(64, 64)] == crop.get_total_flops()
 
 
 def test_a_dense_pixel_costs_a_crops_flops_only_where_the_fc_layers_see_one_feature_position():
