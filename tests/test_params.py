@@ -232,7 +232,7 @@ def test_memory_is_checked_against_this_machine_or_the_gpu_the_stages_use(monkey
                                _set("geometry.crop", 224)(p), _set("train.batch_size", 64)(p),
                                _set("data.embedded.train_per_class", 20)(p)))
     with pytest.raises(ParamsError, match=r"train.batch_size: 64 images a micro-batch at geometry.crop 224 "
-                                          r"\(A_256: A, model.width 1, train.precision bf16\) need at least 2.5 GiB"):
+                                          r"\(A_256: A, model.width 1, train.precision auto\) need at least 2.5 GiB"):
         parse_params(params)
     params["train"]["device_batch"] = 8  # 8 images at once: 1.8 GiB of weights, gradients and momentum still
     with pytest.raises(ParamsError, match=r"train.device_batch: 8 images a micro-batch"):
@@ -241,7 +241,7 @@ def test_memory_is_checked_against_this_machine_or_the_gpu_the_stages_use(monkey
     parse_params(params)
     params["runs"]["B_jit"]["scale"] = [256, 4096]  # Q = 4096: 2 x 128 channels x 4096^2 x 2 bytes
     with pytest.raises(ParamsError, match=r"runs.B_jit.scale: dense evaluation at its largest Q \(4096 px at "
-                                          r"geometry.crop 224; B, model.width 1, train.precision bf16\) needs at least"):
+                                          r"geometry.crop 224; B, model.width 1, train.precision auto\) needs at least"):
         parse_params(params)
     params["runs"]["B_jit"]["scale"] = [256, 512]
     params["train"].pop("device_batch")

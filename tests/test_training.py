@@ -32,6 +32,42 @@ def test_cuda_without_a_gpu_is_one_line_naming_the_key():
     assert "\n" not in message and message.startswith("train.device: cuda") and "auto or cpu" in message
 
 
+@pytest.mark.parametrize("features, expected", [
+    ({"avx2": True, "avx512_f": True}, "fp32"),  # AVX-512 without its BF16 extension: emulated
+    ({"avx2": True, "avx512_bf16": True}, "bf16"),
+    ({"avx2": True, "amx_tile": True, "amx_bf16": True}, "bf16"),
+    ({"neon": True, "bf16": True}, "bf16"),  # ARM
+    ({"avx2": True, "cpu_name": "AMD EPYC"}, "fp32"),
+])
+def test_precision_auto_is_bf16_only_on_a_cpu_with_bf16_arithmetic(monkeypatch, features, expected):
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: features)
+    cpu = torch.device("cpu")
+    assert device.resolve_precision("auto", cpu) == expected
+    assert device.resolve_precision("bf16", cpu) == "bf16" and device.resolve_precision("fp32", cpu) == "fp32"
+    chosen = device.compute({"device": "cpu", "precision": "auto", "deterministic": False})
+    assert chosen.precision == expected and f"), {expected}, channels_last" in chosen.describe()
+
+
+def test_precision_auto_on_a_gpu_asks_for_bf16_in_hardware_not_emulated(monkeypatch):
+    asked = []
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: asked.append(including_emulation) or False)
+    assert device.resolve_precision("auto", torch.device("cuda", 0)) == "fp32"  # e.g. a V100
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: not including_emulation)
+    assert device.resolve_precision("auto", torch.device("cuda", 0)) == "bf16"
+    assert asked == [False]
+
+
+def test_a_precision_outside_the_list_is_one_line_naming_the_key():
+    with pytest.raises(device.DeviceError, match=r"^train.precision: 'fp16' is not one of auto, bf16, fp32$"):
+        device.resolve_precision("fp16", torch.device("cpu"))
+
+
+def test_the_cpu_is_named_by_its_model_and_kernel_instruction_set(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"cpu_name": "AMD EPYC"})
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    assert device.CPU.describe() == "cpu (AMD EPYC AVX2), fp32, channels_last"
+
+
 def test_bf16_autocasts_the_forward_only_and_fp32_does_not():
     bf16 = device.Compute(torch.device("cpu"), "bf16", False)
     layer = torch.nn.Linear(4, 4)

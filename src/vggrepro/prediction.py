@@ -17,6 +17,7 @@ run's eval.json lies beside model.pt.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -26,7 +27,7 @@ from vggrepro import protocols
 from vggrepro.data import images as image_io
 from vggrepro.data.normalise import channels
 from vggrepro.model import ModelError, load_checkpoint, read_checkpoint
-from vggrepro.runtime.device import Compute, set_determinism
+from vggrepro.runtime.device import Compute, resolve_precision, set_determinism
 from vggrepro.runtime.errors import Error, MissingFile
 
 
@@ -48,7 +49,7 @@ def predict(
     classes = checkpoint.get("classes") or [(str(i), str(i)) for i in range(checkpoint["spec"]["num_classes"])]
     evaluated = _evaluated_with(Path(model))
     precision = evaluated.get("precision") or checkpoint.get("params", {}).get("train", {}).get("precision", "fp32")
-    compute = Compute(torch.device(device), precision, False)
+    compute = Compute(torch.device(device), resolve_precision(precision, torch.device(device)), False)
     set_determinism(compute.device, False)  # as the stages set it: on a GPU, no TF32 in fp32 matmuls
     net = load_checkpoint(model, compute.device).to(memory_format=torch.channels_last)
     mean, std = (channels(values).to(compute.device) for values in net.normalise)
@@ -70,9 +71,8 @@ def _evaluated_with(model: Path) -> dict:
         record = json.loads((model.parent / "eval.json").read_text())
     except (OSError, ValueError):
         return {}
-    parts = str(record.get("compute", "")).split(", ")
-    found = {"flip": record.get("flip"), "pool": record.get("pool"),
-             "precision": parts[1] if len(parts) > 1 and parts[1] in ("bf16", "fp32") else None}
+    precision = re.search(r"\), (bf16|fp32), ", str(record.get("compute", "")))  # Compute.describe()
+    found = {"flip": record.get("flip"), "pool": record.get("pool"), "precision": precision and precision[1]}
     return {k: v for k, v in found.items() if v is not None}
 
 

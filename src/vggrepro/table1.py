@@ -70,16 +70,21 @@ def count_params(config: str, width: float, head_width: int, crop: int, classes:
     return total + (channels * k * k + 1) * head_width + (head_width + 1) * head_width + (head_width + 1) * classes
 
 
+def _bytes_a_value(precision: str) -> int:
+    """Bytes an activation takes: 2 in bf16; auto may resolve to bf16, and these are lower bounds."""
+    return 4 if precision == "fp32" else 2
+
+
 def training_bytes(config: str, *, width: float, head_width: int, crop: int, classes: int, micro_batch: int,
                    precision: str) -> int:
-    per_value = 2 if precision == "bf16" else 4
+    per_value = _bytes_a_value(precision)
     weights = count_params(config, width, head_width, crop, classes) * 4 * 3  # weights, gradients, momentum
     return weights + micro_batch * sum(layer_outputs(config, width, crop)) * per_value
 
 
 def dense_bytes(config: str, *, width: float, head_width: int, crop: int, classes: int, q: int,
                 precision: str) -> int:
-    per_value = 2 if precision == "bf16" else 4
+    per_value = _bytes_a_value(precision)
     layers = [3 * q * q] + layer_outputs(config, width, q)
     widest = max(a + b for a, b in zip(layers, layers[1:]))  # a layer's input and output live together
     return count_params(config, width, head_width, crop, classes) * 4 + 2 * widest * per_value

@@ -16,7 +16,7 @@ run, images/s (medians of --repeat passes of STEPS steps, after a warm-up):
   and torchvision transforms in a DataLoader with the same workers, the same network in fp32,
   NCHW, torch's default flags;
 - MFU: the step's FLOP/s (3 x the forward pass's, counted by torch's FlopCounterMode) over the
-  peak of a large bf16 matmul measured here on the same device.
+  peak of a large matmul in the step's precision (bf16 or fp32) measured here on the same device.
 
 --geometry paper runs the network at the paper's size (crop 224, full width, S = 256) whatever
 params.yaml says; params keeps its geometry and width.
@@ -67,10 +67,10 @@ class PilImages(torch.utils.data.Dataset):
             return self.transform(im.convert("RGB")), int(self.files.labels[i])
 
 
-def matmul_peak(dev: torch.device, n: int) -> float:
-    """FLOP/s of an n x n bf16 matmul, the median of 5 timings."""
-    a = torch.randn(n, n, device=dev, dtype=torch.bfloat16)
-    b = torch.randn(n, n, device=dev, dtype=torch.bfloat16)
+def matmul_peak(dev: torch.device, n: int, dtype: torch.dtype = torch.bfloat16) -> float:
+    """FLOP/s of an n x n matmul, the median of 5 timings."""
+    a = torch.randn(n, n, device=dev, dtype=dtype)
+    b = torch.randn(n, n, device=dev, dtype=dtype)
     times = []
     for k in range(6):
         _sync(dev)
@@ -213,16 +213,17 @@ def main(repeat: int = 3, geometry: str = "params", config: str = "E", batch: in
                                                 persistent_workers=workers > 0)
     plain = _plain(fresh_model(), dev, plain_batches, batch, repeat)
     flops = train_flops_per_image(spec)
-    peak = matmul_peak(dev, 8192 if compute.is_cuda else 2048)
+    dtype = torch.bfloat16 if compute.precision == "bf16" else torch.float32
+    peak = matmul_peak(dev, 8192 if compute.is_cuda else 2048, dtype)
     result = {
         "ours_fed": round(fed, 1), "ours_step": round(step, 1), "loader_alone": round(alone, 1), "plain": round(plain, 1),
         "resident": resident, "ratio_fed_vs_plain": round(fed / plain, 2), "ratio_step_vs_fed": round(step / fed, 2),
-        "train_gflop_per_image": round(flops / 1e9, 2), "peak_bf16_gflops": round(peak / 1e9),
+        "train_gflop_per_image": round(flops / 1e9, 2), "peak_gflops": round(peak / 1e9), "precision": compute.precision,
         "mfu_fed": round(fed * flops / peak, 3), "mfu_step": round(step * flops / peak, 3),
     }
     print(f"  ours, fed by the loader: {fed:.1f}  (x{fed / plain:.2f} the plain loop; MFU {result['mfu_fed']:.1%})")
     print(f"  ours, the step alone:    {step:.1f}  (MFU {result['mfu_step']:.1%})")
     print(f"  the loader alone ({workers} workers, no step): {alone:.1f}")
     print(f"  plain loop (PIL, fp32, NCHW): {plain:.1f}")
-    print(f"  {flops / 1e9:.1f} GFLOP per training image; measured bf16 matmul peak {peak / 1e12:.2f} TFLOP/s")
+    print(f"  {flops / 1e9:.1f} GFLOP per training image; measured {compute.precision} matmul peak {peak / 1e12:.2f} TFLOP/s")
     return result
