@@ -57,10 +57,10 @@ def command(engine: str) -> list[str]:
     return [tool(name), *args]
 
 
-def run_to_end(workspace: Path, engine: str) -> float:
+def run_to_end(workspace: Path, engine: str, timeout: float = 1800) -> float:
     """Runs the plain command to the end; its seconds."""
     start = time.monotonic()
-    done = subprocess.run(command(engine), cwd=workspace, capture_output=True, text=True, timeout=1800)
+    done = subprocess.run(command(engine), cwd=workspace, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
         raise AssertionError(f"{engine} failed in {workspace}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     return time.monotonic() - start
