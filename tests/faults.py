@@ -37,9 +37,10 @@ from conftest import make_project, tiny_params, tool  # noqa: E402
 
 COMMANDS = {"dvc": ["dvc", "repro"], "snakemake": ["snakemake", "--cores", "2"]}
 COMPARED = ("runs", "fusion", "reports", "data")
-# DVC writes dvc.lock in place: a kill during that write leaves it unreadable and the next
-# `dvc repro` stops with "'./dvc.lock' validation failed" (README: remove it and rerun).
-UNREADABLE_LOCK = "finished: dvc.lock unreadable after the kill before, removed"
+# DVC writes dvc.lock and its table of running stages' locks, .dvc/tmp/rwlock, in place: a kill
+# during either write leaves the file unreadable, and the next `dvc repro` stops with its line
+# here. The README's handling: remove the file and rerun.
+TORN_BY_KILL = {"dvc.lock' validation failed": "dvc.lock", "Unable to read RWLock-file": ".dvc/tmp/rwlock"}
 # What an engine prints as it starts a stage: the last one before a kill is the stage killed.
 STAGE_LINE = re.compile(r"^(?:Running stage '(\w+)'|(?:local)?rule (\w+):)", re.M)
 
@@ -57,13 +58,26 @@ def command(engine: str) -> list[str]:
     return [tool(name), *args]
 
 
-def run_to_end(workspace: Path, engine: str, timeout: float = 1800) -> float:
-    """Runs the plain command to the end; its seconds."""
-    start = time.monotonic()
-    done = subprocess.run(command(engine), cwd=workspace, capture_output=True, text=True, timeout=timeout)
-    if done.returncode != 0:
-        raise AssertionError(f"{engine} failed in {workspace}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    return time.monotonic() - start
+def torn_by_kill(engine: str, text: str) -> str | None:
+    """The file a kill left half-written, if the engine's failure text says so (DVC only)."""
+    if engine != "dvc":
+        return None
+    return next((path for line, path in TORN_BY_KILL.items() if line in text), None)
+
+
+def run_to_end(workspace: Path, engine: str, timeout: float = 1800, *, after_kill: bool = False) -> float:
+    """Runs the plain command to the end; its seconds. after_kill: a failure that names a file
+    torn by the kill before gets the README's handling (remove it, run again), once a file."""
+    start, removed = time.monotonic(), set()
+    while True:
+        done = subprocess.run(command(engine), cwd=workspace, capture_output=True, text=True, timeout=timeout)
+        if done.returncode == 0:
+            return time.monotonic() - start
+        torn = torn_by_kill(engine, done.stdout + done.stderr) if after_kill else None
+        if torn is None or torn in removed:
+            raise AssertionError(f"{engine} failed in {workspace}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        (workspace / torn).unlink()
+        removed.add(torn)
 
 
 def outputs(workspace: Path) -> dict[str, str]:
@@ -91,9 +105,11 @@ def kill_at(workspace: Path, engine: str, delay: float) -> str:
     text = log.read()
     if finished:
         if proc.returncode != 0:
-            if engine == "dvc" and "dvc.lock' validation failed" in text:
-                return UNREADABLE_LOCK
-            raise AssertionError(f"{engine} failed before its kill:\n{text[-3000:]}")
+            torn = torn_by_kill(engine, text)
+            if torn is None:
+                raise AssertionError(f"{engine} failed before its kill:\n{text[-3000:]}")
+            (workspace / torn).unlink()  # the README's handling; DVC's run cache restores the rest
+            return f"finished: {torn} unreadable after the kill before, removed"
         return "finished"
     stages = [a or b for a, b in STAGE_LINE.findall(text)]
     return stages[-1] if stages else "start"
@@ -111,12 +127,10 @@ def inject(workspace: Path, engine: str, *, kills: int, seed: int, span: float, 
     for i in range(kills):
         delay = round(rng.uniform(0.2, now), 2)
         killed = kill_at(workspace, engine, delay)
-        if killed == UNREADABLE_LOCK:  # what the README says to do: DVC's run cache restores the rest
-            (workspace / "dvc.lock").unlink()
-        now = now * 1.5 if points and killed == points[-1][1] and killed != "finished" else span
+        now = now * 1.5 if points and killed == points[-1][1] and not killed.startswith("finished") else span
         points.append((delay, killed))
         say(f"{engine} kill {i + 1}/{kills}: {delay:.2f} s after start, during {killed}")
-    run_to_end(workspace, engine)
+    run_to_end(workspace, engine, after_kill=True)
     return points
 
 
