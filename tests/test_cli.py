@@ -4,6 +4,7 @@ import argparse
 import os
 
 import pytest
+import torch
 import yaml
 
 from conftest import tiny_params, vggrepro, vggrepro_here
@@ -120,6 +121,9 @@ def test_use_switches_the_workspace_to_a_shipped_params_file(tmp_path, name, run
     done = vggrepro("--params", str(pointed), "validate", cwd=ws)
     assert done.returncode == 0, done.stderr
     assert f"valid; {runs} runs" in done.stdout and "batch 256 = 1 process(es) x 2 micro-batch(es) x 128 images" in done.stdout
+    gpu = torch.cuda.is_available()
+    here = "device cuda (cuda:0 here), precision auto (" if gpu else "device cuda (no GPU here), precision auto,"
+    assert here in done.stdout and ("note: train.device cuda and no GPU here" in done.stdout) != gpu, done.stdout
     note = f"note: data.workers 12 is more than this machine's {os.cpu_count()} cores"  # a GPU node's 12: a note here
     assert (note in done.stdout) == (os.cpu_count() < 12), done.stdout
     done = vggrepro("use", str(shipped), cwd=ws)
@@ -241,3 +245,15 @@ def test_every_subcommand_says_what_it_does_and_takes_params_anywhere(bare, caps
     assert done.stderr == "vggrepro train: error: nope.yaml: no such file; expected the project's params.yaml\n"
     done = vggrepro_here("train", cwd=bare)  # one prefix, not two
     assert done.stderr == "vggrepro train: error: which run? expected --run NAME (one of A_256, B_256, B_jit)\n"
+
+
+@pytest.mark.parametrize("bf16", [True, False])
+def test_validate_by_hand_says_what_auto_resolves_to_on_this_machine(tmp_path, monkeypatch, bf16):
+    from conftest import make_project
+
+    ws = make_project(tmp_path / "ws", tiny_params())
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"cpu_name": "X", "avx512_bf16": bf16})
+    done = vggrepro_here("validate", cwd=ws)
+    assert done.returncode == 0, done.stderr
+    assert f"device auto (cpu here), precision auto ({'bf16' if bf16 else 'fp32'} here), crop" in done.stdout, done.stdout

@@ -38,7 +38,7 @@ def test_default_grid_runs_end_to_end_under_snakemake(tmp_path):
     # is bf16 only on a CPU with bf16 arithmetic) differ in the last bits, and training carries
     # them on: there DVC runs the grid here too, and the two engines must give the same bytes.
     here = device.compute(load_params(ROOT / "params.yaml").raw["train"]).describe()
-    committed = f"- Compute: evaluated on {here};" in (ROOT / "reports/results.md").read_text()
+    committed = f"- Compute: trained and evaluated on {here} (" in (ROOT / "reports/results.md").read_text()
     if committed and torch.__version__.split("+")[0] == _tested_torch():
         reference = ROOT
     else:

@@ -5,6 +5,7 @@ what differs, and the note the paper's 7-net ensemble needs."""
 import copy
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -185,14 +186,40 @@ def test_the_findings_profile_a_sweep_report_names_is_a_sweep_over_three_seeds()
     assert len(profile["seeds"]) >= 3 and len(parse_params(profile, files=False).runs) >= 12 * 3
 
 
+H100 = "cuda:0 (NVIDIA H100), bf16, channels_last, fastest kernels (cudnn.benchmark)"
+EPYC = "cpu (AMD EPYC AVX2), fp32, channels_last"
+
+
+def _evaluated(run: str, record: dict) -> None:
+    Path(paths.eval_metrics(run)).parent.mkdir(parents=True, exist_ok=True)
+    Path(paths.eval_metrics(run)).write_text(json.dumps(record))
+
+
 def test_an_evaluation_without_its_compute_is_refused_not_read_as_cpu_fp32(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    Path(paths.eval_metrics("A_256")).parent.mkdir(parents=True)
-    Path(paths.eval_metrics("A_256")).write_text(json.dumps({"compute": "cuda:0 (NVIDIA H100), bf16, channels_last"}))
-    assert report._evaluated_on("A_256") == "cuda:0 (NVIDIA H100), bf16, channels_last"
-    Path(paths.eval_metrics("A_256")).write_text(json.dumps({"images": 10}))
+    _evaluated("A_256", {"compute": H100, "trained_on": H100})
+    assert report._computed_on("A_256") == (H100, H100)
+    _evaluated("A_256", {"images": 10, "trained_on": H100})
     with pytest.raises(report.ReportError, match=r'^runs/A_256/eval.json: no "compute" entry; rerun evaluate_A_256$'):
-        report._evaluated_on("A_256")
+        report._computed_on("A_256")
+    _evaluated("A_256", {"compute": H100})  # an eval.json from before training's compute was recorded
+    with pytest.raises(report.ReportError, match=r'^runs/A_256/eval.json: no "trained_on" entry; rerun evaluate_A_256$'):
+        report._computed_on("A_256")
+
+
+def test_the_compute_line_says_where_each_part_ran_not_the_auto_settings(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    params = SimpleNamespace(runs={"A_256": None, "E_256": None})
+    for run in params.runs:
+        _evaluated(run, {"compute": EPYC, "trained_on": EPYC})
+    paper = " (paper: fp32 on 4 NVIDIA Titan Black GPUs)."
+    assert report._compute_line(params) == f"- Compute: trained and evaluated on {EPYC}" + paper
+    _evaluated("E_256", {"compute": EPYC, "trained_on": H100})  # trained on a GPU, scored on a CPU
+    gpu = "; the GPU's kernels chosen for speed: not bitwise repeatable"
+    assert report._compute_line(params) == f"- Compute: trained on {EPYC} and {H100}; evaluated on {EPYC}" + gpu + paper
+    _evaluated("A_256", {"compute": EPYC, "trained_on": None})  # imported weights
+    assert report._compute_line(params) == (f"- Compute: trained on {H100}; evaluated on {EPYC}; A_256 imported, "
+                                            "not trained here" + gpu + paper)
 
 
 def test_the_test_line_names_multi_crop_only_where_a_run_was_evaluated_so():

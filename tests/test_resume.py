@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -16,10 +17,12 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from conftest import make_project, tiny_params, tool, vggrepro
 from vggrepro import paths
+from vggrepro.runtime import device
 
 RESUME = Path(paths.resume_point("train_A_256"))
 MODEL = Path("runs/A_256/model.pt")
@@ -159,8 +162,58 @@ def test_a_resume_point_of_other_inputs_is_discarded(prepared, tmp_path):
     assert vggrepro("validate", "--write-knobs", cwd=ws).returncode == 0
     done = vggrepro("train", "--run", "A_256", cwd=ws)
     assert done.returncode == 0, done.stderr
-    assert "resume point of other inputs (params, data or code changed) discarded" in done.stderr
+    assert "resume point of other inputs (params, data, code, processes or precision changed) discarded" in done.stderr
     assert "resuming" not in done.stdout
+
+
+def _cpu_with(tmp_path: Path, name: str, *, bf16: bool) -> dict:
+    """An environment whose Python processes see no GPU and a CPU of this name with (or without)
+    bf16 arithmetic: what train.precision auto decides from (device.has_bf16_arithmetic)."""
+    folder = tmp_path / name
+    folder.mkdir()
+    faked = {"cpu_name": name, **dict.fromkeys(device.CPU_BF16_FEATURES, bf16)}
+    (folder / "sitecustomize.py").write_text(
+        f"import torch\n_real = torch.cpu.get_capabilities\ntorch.cpu.get_capabilities = lambda: {{**_real(), **{faked!r}}}\n"
+    )
+    path = os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, "CUDA_VISIBLE_DEVICES": ""}
+
+
+def _killed_then_rerun(ws: Path, first: dict, then: dict) -> subprocess.CompletedProcess:
+    """train_A_256 SIGKILLed after its first resume point in environment first, rerun in then."""
+    command = [sys.executable, "-m", "vggrepro", "train", "--run", "A_256"]
+    proc = subprocess.Popen(command, cwd=ws, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, env=first)
+    _when_resumable(proc, ws)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    done = subprocess.run(command, cwd=ws, capture_output=True, text=True, timeout=600, env=then)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def _trained_on(ws: Path) -> str:
+    return torch.load(ws / MODEL, map_location="cpu", weights_only=False)["compute"]
+
+
+@pytest.mark.slow  # about 20 s: `pytest -m slow`
+def test_a_resume_point_computed_in_another_precision_is_discarded(prepared, tmp_path):
+    # precision auto resolves per machine: a run killed on one without bf16 arithmetic and
+    # requeued onto one with it starts over in bf16, rather than finish in bf16 from fp32 steps.
+    ws = _copy(prepared, tmp_path)  # train.precision left out: auto, the default
+    done = _killed_then_rerun(ws, _cpu_with(tmp_path, "Old", bf16=False), _cpu_with(tmp_path, "New", bf16=True))
+    assert "resume point of other inputs (params, data, code, processes or precision changed) discarded" in done.stderr
+    assert "resuming" not in done.stdout
+    assert re.fullmatch(r"cpu \(New \w+\), bf16, channels_last", _trained_on(ws)), _trained_on(ws)
+
+
+@pytest.mark.slow  # about 20 s: `pytest -m slow`
+def test_a_run_resumed_on_another_machine_records_both(prepared, tmp_path):
+    ws = _copy(prepared, tmp_path)  # the same precision on both: the run goes on where it stopped
+    done = _killed_then_rerun(ws, _cpu_with(tmp_path, "Old", bf16=False), _cpu_with(tmp_path, "New", bf16=False))
+    assert "A_256: resuming at epoch" in done.stdout
+    assert re.fullmatch(r"cpu \(Old \w+\), fp32, channels_last; then cpu \(New \w+\), fp32, channels_last",
+                        _trained_on(ws)), _trained_on(ws)
 
 
 @pytest.mark.slow  # about 35 s: `pytest -m slow`, beside tests/test_faults.py, which kills `dvc repro` anywhere

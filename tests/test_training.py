@@ -3,6 +3,8 @@ the global batch split over processes and micro-batches, and the non-finite loss
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pytest
 import torch
 import yaml
@@ -48,13 +50,22 @@ def test_precision_auto_is_bf16_only_on_a_cpu_with_bf16_arithmetic(monkeypatch, 
     assert chosen.precision == expected and f"), {expected}, channels_last" in chosen.describe()
 
 
-def test_precision_auto_on_a_gpu_asks_for_bf16_in_hardware_not_emulated(monkeypatch):
-    asked = []
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: asked.append(including_emulation) or False)
-    assert device.resolve_precision("auto", torch.device("cuda", 0)) == "fp32"  # e.g. a V100
+def test_precision_auto_on_a_gpu_asks_that_gpu_for_bf16_in_hardware_not_emulated(monkeypatch):
+    asked, current = [], []
+
+    @contextmanager
+    def on(gpu):  # torch.cuda.device: is_bf16_supported asks the current GPU
+        current.append(gpu)
+        yield
+        current.pop()
+
+    monkeypatch.setattr(torch.cuda, "device", on)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported",
+                        lambda including_emulation=True: asked.append((current[-1], including_emulation)) or False)
+    assert device.resolve_precision("auto", torch.device("cuda", 1)) == "fp32"  # e.g. a V100
+    assert asked == [(torch.device("cuda", 1), False)] and current == []
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: not including_emulation)
     assert device.resolve_precision("auto", torch.device("cuda", 0)) == "bf16"
-    assert asked == [False]
 
 
 def test_a_precision_outside_the_list_is_one_line_naming_the_key():

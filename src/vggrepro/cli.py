@@ -186,14 +186,30 @@ def _validate(args) -> int:
     return 0
 
 
+def _compute_here(train: dict) -> str | None:
+    """train.device and train.precision with what they resolve to on this machine (auto decides
+    per machine); None for train.device cuda on a machine without a GPU."""
+    import torch  # by hand only: the validate stage's own run stays short
+
+    from vggrepro.runtime import device
+
+    try:
+        here = device.resolve_device(train["device"], cuda_available=torch.cuda.is_available())
+    except device.DeviceError:
+        return None
+    precision = device.resolve_precision(train["precision"], here)
+    return f"device {train['device']} ({here} here), precision {train['precision']} ({precision} here)"
+
+
 def _resolved(params) -> list[str]:
     """One line for the batch and one per run: what each knob resolves to."""
     t = params.raw["train"]
     nproc = t["nproc"]
     micro, steps = split_batch(t, nproc)
+    here = _compute_here(t) or f"device {t['device']} (no GPU here), precision {t['precision']}"
     lines = [
         f"  batch {t['batch_size']} = {nproc} process(es) x {steps} micro-batch(es) x {micro} images; "
-        f"device {t['device']}, {t['precision']}, crop {params.crop} px"
+        f"{here}, crop {params.crop} px"
     ]
     for name, run in params.runs.items():
         chain = [name, *params.init_chain(name)]
@@ -208,6 +224,9 @@ def _resolved(params) -> list[str]:
         if value > cores:  # a note, not an error: the stages may run on a larger node (SLURM)
             lines.append(f"  note: {key} {value} is more than this machine's {cores} cores; run here, the stages "
                          "would share them (slower, same results)")
+    if "(no GPU here)" in here:  # a note, not an error: a cluster's login node validates, GPU nodes train
+        lines.append("  note: train.device cuda and no GPU here: the train and evaluate stages would stop here "
+                     "with one line; run them where there is one")
     return lines
 
 

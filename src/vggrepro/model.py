@@ -267,4 +267,5 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> VGG
     model = VGG(ModelSpec(**checkpoint["spec"]))
     model.load_state_dict(checkpoint["state_dict"])
     model.normalise = (checkpoint["normalise"]["mean"], checkpoint["normalise"]["std"])
+    model.trained_on = checkpoint.get("compute")  # where the train stage computed (stages/train.py)
     return model.to(device).eval()

@@ -75,7 +75,8 @@ def has_bf16_arithmetic(device: torch.device) -> bool:
     with AVX2 only, a bf16 training step of the default's A ran at 92 images/s against fp32's
     798, and VGG-19's forward pass at 224 at 15 against 108-140 GFLOP/s."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported(including_emulation=False)
+        with torch.cuda.device(device):  # torch asks the current GPU: make it the one meant
+            return torch.cuda.is_bf16_supported(including_emulation=False)
     capabilities = torch.cpu.get_capabilities()
     return any(capabilities.get(feature, False) for feature in CPU_BF16_FEATURES)
 

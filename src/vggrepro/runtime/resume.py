@@ -8,8 +8,9 @@ so neither DVC nor Snakemake deletes it before rerunning the stage, and it is wr
 atomically (a kill while writing leaves the previous one). It is removed when the stage finishes.
 
 Each point carries the key of the stage's inputs (every file the stage depends on, its knob
-file included): a point left by a run of other inputs (other params, data or code) is
-discarded, never resumed, so a resumed run computes exactly what a fresh one would.
+file included) and what else the stage names (a train stage: its processes' count and the
+precision it computes in): a point left by a run of other inputs (other params, data or code)
+is discarded, never resumed, so a resumed run computes exactly what a fresh one would.
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ class Point:
             p.unlink()
             return None
         if state.get("key") != self.key:
-            print(f"{p}: resume point of other inputs (params, data or code changed) discarded; starting over", file=sys.stderr)
+            print(f"{p}: resume point of other inputs (params, data, code, processes or precision changed) discarded; "
+                  "starting over", file=sys.stderr)
             p.unlink()
             return None
         return state

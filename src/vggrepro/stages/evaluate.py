@@ -156,6 +156,8 @@ def _evaluate(params: Params, run_name: str, stage: StageRun) -> dict:
     labels = torch.from_numpy(files.labels)
     metrics = {
         "compute": compute.describe(),
+        # where training computed, for the report (auto resolves per machine); None: not trained in this grid
+        "trained_on": None if run.imported else model.trained_on,
         "images": len(entries),
         "flip": flip,
         "pool": pool,

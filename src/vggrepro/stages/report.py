@@ -81,13 +81,34 @@ def over_seeds(params: Params, df: pd.DataFrame, protocol) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=df.columns).reset_index(drop=True)
 
 
-def _evaluated_on(run: str) -> str:
-    """The device and precision a run's evaluate stage recorded (a file without it is not this
-    version's: one line, not a guess)."""
-    compute = _read(paths.eval_metrics(run)).get("compute")
-    if not isinstance(compute, str):
-        raise ReportError(f"{paths.eval_metrics(run)}: no \"compute\" entry; rerun {paths.stage_name('evaluate', run)}")
-    return compute
+def _computed_on(run: str) -> tuple[str, str | None]:
+    """The device and precision a run's evaluate stage computed in, and those its training did
+    as its model.pt records them (None: imported, not trained in this grid). A file without them
+    is not this version's: one line, not a guess."""
+    record = _read(paths.eval_metrics(run))
+    evaluated, trained = record.get("compute"), record.get("trained_on", False)
+    if not isinstance(evaluated, str) or not isinstance(trained, str | None):
+        entry = "compute" if not isinstance(evaluated, str) else "trained_on"
+        raise ReportError(f"{paths.eval_metrics(run)}: no \"{entry}\" entry; rerun {paths.stage_name('evaluate', run)}")
+    return evaluated, trained
+
+
+def _compute_line(params: Params) -> str:
+    """Where the runs trained and were evaluated, as they recorded it: train.precision auto and
+    device auto resolve per machine, so the settings alone would not say."""
+    where = {n: _computed_on(n) for n in params.runs}
+    evaluated = sorted({e for e, _ in where.values()})
+    trained = sorted({t for _, t in where.values() if t is not None})
+    imported = [n for n, (_, t) in where.items() if t is None]
+    if trained == evaluated:
+        line = f"- Compute: trained and evaluated on {' and '.join(evaluated)}"
+    else:
+        line = "- Compute: " + (f"trained on {' and '.join(trained)}; " if trained else "") + f"evaluated on {' and '.join(evaluated)}"
+    if imported:
+        line += f"; {', '.join(imported)} imported, not trained here"
+    if any("fastest kernels" in c for c in trained + evaluated):  # Compute.describe() of a GPU run
+        line += "; the GPU's kernels chosen for speed: not bitwise repeatable"
+    return line + " (paper: fp32 on 4 NVIDIA Titan Black GPUs)."
 
 
 def epochs_trained(run: str) -> int:
@@ -128,7 +149,6 @@ def _settings(params: Params) -> list[str]:
                    + (", along ImageNet's RGB principal components, not this dataset's own)" if borrowed else ")")
                    ] if aug["colour_shift"] > 0 else []
     missing = [x for x, on in (("flip", aug["flip"]), ("colour shift", aug["colour_shift"] > 0)) if not on]
-    computed = sorted({_evaluated_on(n) for n in runs})
     lines = [f"- Data: {data_line}."]
     duplicates = sum(r.kind == "duplicate_across_splits" for r in badfiles.read_csv(_read(paths.BAD_FILES)))
     if duplicates:
@@ -151,11 +171,7 @@ def _settings(params: Params) -> list[str]:
         "(paper: batch 256, lr 1e-2, plateaus of its validation accuracy, 3 decreases, 74 epochs). A run started "
         f"from another adds its epochs to that run's ({longest} has seen {seen[longest]} counting its chain), "
         "so rows differ in training length as well as in depth and scale.",
-        f"- Compute: evaluated on {'; '.join(computed)}"
-        + (" (GPU kernels chosen for speed: not bitwise repeatable)" if any(c.startswith("cuda") for c in computed)
-           and not t["deterministic"] else "")
-        + f"; trained with train.device {t['device']} and train.precision {t['precision']} (each run's model.pt "
-        "records where it trained; paper: fp32 on 4 NVIDIA Titan Black GPUs).",
+        _compute_line(params),
         "- Preprocessing: " + (
             "mean RGB subtracted and divided by the per-channel std (paper: mean subtracted only)."
             if m["normalise"] == "mean_std" else "mean RGB subtracted (as the paper)."

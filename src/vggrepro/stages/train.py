@@ -16,7 +16,7 @@ import json
 import math
 import time
 import zlib
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -168,6 +168,9 @@ def run(params: Params, run_name: str, *, stage: StageRun) -> dict:
         compute = device.compute(cfg, local_rank=world.local_rank)
         distributed.start(world, compute.device)
         try:
+            # precision auto is resolved per GPU: on mixed GPUs every process takes process 0's
+            # choice (one without bf16 arithmetic then emulates it, slower, not differently).
+            compute = replace(compute, precision=distributed.from_main(world, compute.precision))
             return _train(params, run_name, run, cfg, seed, world, compute, stage)
         finally:
             distributed.stop(world)
@@ -210,9 +213,13 @@ def _train(params: Params, run_name: str, run: Run, cfg: dict, seed: int, world,
     schedule = PlateauSchedule(
         optimizer, patience=cfg["lr_patience"], factor=cfg["lr_factor"], max_decreases=cfg["lr_decreases"]
     )
-    # The processes' count is part of the key: each keeps its own sums and generators.
-    point = stage.resume_point(f"processes={world.size}")
+    # The processes' count is part of the key: each keeps its own sums and generators. So is the
+    # precision computed in (auto resolves per machine): a run requeued from a bf16 GPU onto an
+    # fp32-only one starts over rather than finish in another precision than its record says.
+    point = stage.resume_point(f"processes={world.size}", f"precision={compute.precision}")
     position, sums = training.Position(), training.EpochSums.zeros(compute.device)
+    here = (f"{world.size} x " if world.size > 1 else "") + compute.describe()
+    computed_on = [here]  # where the run computed, in order: a resume on another machine adds one
     state = point.load() if world.main else None
     state = distributed.from_main(world, state)  # process 0's reading, everywhere
     if state is not None:
@@ -222,6 +229,7 @@ def _train(params: Params, run_name: str, run: Run, cfg: dict, seed: int, world,
         resume.set_rng_state(state["rng"][world.rank], compute.device)
         position = training.Position(**state["position"])
         sums = training.EpochSums.from_state(state["sums"][world.rank], compute.device)
+        computed_on = list(dict.fromkeys([*state["computed_on"], here]))
         if world.main:
             print(f"{run_name}: resuming at epoch {position.epoch}, step {position.step} ({point.path})", flush=True)
             _write_log(run_name, position.history)  # the epochs done so far, as the killed run had them
@@ -245,6 +253,7 @@ def _train(params: Params, run_name: str, run: Run, cfg: dict, seed: int, world,
                 "rng": rngs,
                 "position": asdict(position),
                 "sums": all_sums,
+                "computed_on": computed_on,
             })
 
     def global_step() -> int:
@@ -311,14 +320,14 @@ def _train(params: Params, run_name: str, run: Run, cfg: dict, seed: int, world,
     if not world.main:
         return {"run": run_name, "rank": world.rank}
     curves.finish()
-    return _write_outputs(params, run_name, run, model, position.history, copied, mean, std, compute, point)
+    return _write_outputs(params, run_name, run, model, position.history, copied, mean, std, computed_on, point)
 
 
 def _write_log(run_name: str, log: list[dict]) -> None:
     io.write_text(paths.train_log(run_name), "[\n" + ",\n".join(json.dumps(x) for x in log) + "\n]\n" if log else "[]\n")
 
 
-def _write_outputs(params, run_name, run, model, log, copied, mean, std, compute, point) -> dict:
+def _write_outputs(params, run_name, run, model, log, copied, mean, std, computed_on, point) -> dict:
     _write_log(run_name, log)
     train = {k: v for k, v in params.raw["train"].items() if f"train.{k}" not in SPEED_ONLY_KEYS}
     checkpoint = {
@@ -330,7 +339,7 @@ def _write_outputs(params, run_name, run, model, log, copied, mean, std, compute
         "params": {**{k: params.raw[k] for k in ("seed", "model", "geometry", "augment")}, "train": train},
         "metrics": {k: log[-1][k] for k in ("loss", "train_top1_err", "holdout_top1_err")},
         "epochs": len(log),
-        "compute": compute.describe(),
+        "compute": "; then ".join(computed_on),  # Compute.describe() of each machine it ran on
         "provenance": provenance(),
         **use_by_hand(params, run),
     }
