@@ -119,7 +119,36 @@ BAD_FILES = {
 }
 
 
+# Through both engines (3 s a case): one case of each way a file goes wrong (its value, its YAML,
+# its bytes, a path, a file it names, memory, a name); every case goes through the engines' guard
+# and prepare in-process below, and through both engines in the slow suite.
+THROUGH_ENGINES = {
+    "negative lr", "duplicate top-level key", "not UTF-8", "data.root over runs/",
+    "imported weights missing", "activations beyond memory", "run name of 300 characters",
+}
+
+
 @pytest.mark.parametrize("case", BAD_FILES)
+def test_every_bad_params_file_is_refused_in_one_line_by_the_engines_guard_and_prepare(workspace, case):
+    (workspace / "photos").mkdir(exist_ok=True)
+    (workspace / "photos" / "holiday.txt").write_text("keep me\n")
+    before = fingerprint(workspace)
+    (workspace / "params.yaml").write_bytes(BAD_FILES[case](params_text()).encode("utf-8", "surrogateescape"))
+    try:
+        # `validate --write-knobs` is the guard both engines run first (vggrepro.engine.guard)
+        for stage in (["validate", "--write-knobs"], ["prepare"]):
+            done = vggrepro_here(*stage, cwd=workspace)
+            assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, (stage, done.stderr)
+            assert "Traceback" not in done.stderr, done.stderr
+        assert fingerprint(workspace) == before, f"validate or prepare changed outputs ({case})"
+        assert (workspace / "photos" / "holiday.txt").read_text() == "keep me\n"
+    finally:
+        (workspace / "params.yaml").write_text(params_text())
+
+
+@pytest.mark.parametrize(
+    "case", [c if c in THROUGH_ENGINES else pytest.param(c, marks=pytest.mark.slow) for c in BAD_FILES]
+)
 def test_a_bad_params_file_touches_no_output_under_either_engine(workspace, case):
     (workspace / "photos").mkdir(exist_ok=True)
     (workspace / "photos" / "holiday.txt").write_text("keep me\n")
