@@ -36,6 +36,11 @@ BAD = {
     "unknown config": (_set("runs.A_256.config", "F"), ["runs.A_256.config", "'F'"]),
     "S_min > S_max": (_set("runs.B_jit.scale", [512, 256]), ["runs.B_jit.scale", "S_min (512) > S_max (256)"]),
     "bad scale": (_set("runs.B_jit.scale", [256]), ["runs.B_jit.scale", "[256]"]),
+    "lr_steps not increasing": (_set("runs.A_256.lr_steps", [3, 2]), ["runs.A_256.lr_steps: [3, 2]", "increasing epochs"]),
+    "an lr step at max_epochs": (lambda p: p["runs"]["A_256"].update(max_epochs=4, lr_steps=[2, 4]),
+                                 ["runs.A_256.lr_steps: [2, 4]", "below the run's max_epochs 4"]),
+    "train.lr_steps past a run's limit": (_set("train.lr_steps", [5]),
+                                          ["train.lr_steps (for A_256): [5]", "below the run's max_epochs 1"]),
     "crop larger than S": (_set("runs.A_256.scale", 200), ["runs.A_256.scale", "200", "smaller than the crop"]),
     "crop not a multiple of 32": (_set("geometry.crop", 48), ["geometry.crop", "48"]),
     "init from a missing run": (_set("runs.B_256.init", "Z_256"), ["runs.B_256.init", "'Z_256'"]),
@@ -125,10 +130,14 @@ def test_missing_and_unparsable_files(tmp_path):
 def test_the_default_params_are_valid_and_hold_vgg19s_chain_and_the_cpu_grid_table_3():
     params = load_params(ROOT / "params.yaml")
     rows = [(r.config, r.scale_label) for r in params.runs.values()]
-    assert rows == [("A", "256"), ("E", "256"), ("E", "384"), ("E", "[256;512]"), ("E", "384")]
-    # E_jit's control: the same start, length and lr at a fixed S.
-    jit, more = params.runs["E_jit"], params.runs["E_384_more"]
-    assert (more.init, more.max_epochs, more.lr) == (jit.init, jit.max_epochs, jit.lr)
+    assert rows == [("A", "256"), ("E", "256"), ("E", "384"), ("E", "[256;512]")]
+    # The findings profile's control of E_jit: the same start, length, lr and schedule at a fixed S.
+    findings = load_params(ROOT / "params/findings.yaml")
+    for seed in findings.seeds:
+        jit, more = findings.runs[f"E_jit_seed{seed}"], findings.runs[f"E_384_more_seed{seed}"]
+        assert (more.init.removesuffix(f"_seed{seed}"), more.max_epochs, more.lr, more.lr_steps) == (
+            jit.init.removesuffix(f"_seed{seed}"), jit.max_epochs, jit.lr, jit.lr_steps)
+        assert more.scale == (384, 384) and jit.scale == (256, 512)
     full = load_params(ROOT / "params/cpu-table3.yaml")
     assert [(r.config, r.scale_label) for r in full.runs.values()] == [
         ("A", "256"), ("A-LRN", "256"), ("B", "256"), ("C", "256"), ("C", "384"), ("C", "[256;512]"),

@@ -64,9 +64,11 @@ def test_the_initialisation_line_says_only_what_ran():
     assert "first four" not in line and "E_glorot_384 from E_glorot_256, E_glorot_jit from E_glorot_384: every layer" in line
     default = yaml.safe_load((ROOT / "params.yaml").read_text())
     line = report._init_line(parse_params(default))
+    control = {**default["runs"], "E_384_more": {"config": "E", "scale": 384, "init": "E_384", "lr": 0.001}}
+    assert "E_384_more from E_384: every layer its configuration shares (not a chain of the paper's" in (
+        report._init_line(parse_params({**default, "runs": control})))
     assert "E_256 from A_256: its first four conv and three FC layers" in line
     assert "E_384 from E_256, E_jit from E_384: every layer (Sec. 3.1)" in line
-    assert "E_384_more from E_384: every layer its configuration shares (not a chain of the paper's" in line
     assert "He et al.'s normal" in line and "Glorot" not in line and "N(0" in line.split("(paper:")[1]
 
 
@@ -88,6 +90,27 @@ def test_the_differences_line_lists_only_what_differs(tmp_path, monkeypatch):
     line = report._short_difference(narrow)
     assert "crop 32 px (paper 224)" in line and "conv width x0.0625 (paper x1)" in line and "FC 16 (paper 4096)" in line
     assert "the epochs in Table 3 (paper: 74)" in line
+    assert "dropout" not in line and "fixed epochs" not in line
+    stepped = parse_params(with_runs({"A_256": {**runs["A_256"], "lr_steps": [2]}}, model__dropout=0.2))
+    line = report._short_difference(stepped)
+    assert "dropout 0.2 (paper 0.5)" in line and "lr divided at fixed epochs (paper: at plateaus)" in line
+
+
+def test_the_training_line_says_which_runs_stepped_their_rate_and_which_kept_the_plateau_rule():
+    runs = {"A_256": {"config": "A", "scale": 256, "init": "normal", "max_epochs": 6, "lr_steps": [3, 5]},
+            "B_256": {"config": "B", "scale": 256, "init": "A_256"}}
+    rule = report._lr_rule(parse_params(with_runs(runs, train__max_epochs=4)))
+    assert rule.startswith("the lr of A_256 divided by 10 after fixed epochs, each run then trained to its epoch limit (A_256 after 3 and 5 "
+                           "of 6), not when the held-out error plateaus"), rule
+    assert rule.endswith("; B_256: lr divided by 10 when 3 epochs in a row bring no lower top-1 error on 5% of each "
+                         "class held out of the training split, at most 3 times, then stop, or at 4 epochs"), rule
+    assert report._fine_tune_lr(parse_params(with_runs(runs))) == ""  # B from A: not a fine-tune of its own kind
+    tuned = {**runs, "B_384": {"config": "B", "scale": 384, "init": "B_256", "lr": 0.01},
+             "B_jit": {"config": "B", "scale": [256, 512], "init": "B_384", "lr": 0.001}}
+    assert report._fine_tune_lr(parse_params(with_runs(tuned))) == (
+        "; B_384 fine-tuned from a run of their configuration at lr 0.01 (paper: 0.001, Sec. 3.1)")
+    del runs["A_256"]["lr_steps"]
+    assert report._lr_rule(parse_params(with_runs(runs, train__max_epochs=4))).startswith("each run's lr divided by 10 when 3 epochs")
 
 
 def test_the_papers_7_net_ensemble_notes_its_fc_only_fine_tuned_d():
@@ -102,7 +125,9 @@ def test_the_papers_7_net_ensemble_notes_its_fc_only_fine_tuned_d():
 
 
 def test_paper_numbers_stand_only_beside_runs_made_as_the_papers_were():
-    params = parse_params(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    default = yaml.safe_load((ROOT / "params.yaml").read_text())
+    control = {**default["runs"], "E_384_more": {"config": "E", "scale": 384, "init": "E_384", "lr": 0.001}}
+    params = parse_params({**default, "runs": control})
     made = {n: tables.papers_chain(params, n) for n in params.runs}
     # E_384_more continues E_384 at its S: a control the paper does not have.
     assert made == {"A_256": True, "E_256": True, "E_384": True, "E_jit": True, "E_384_more": False}

@@ -106,6 +106,35 @@ def test_plateau_divides_the_rate_after_patience_and_stops_after_the_last_decrea
     assert stops == [False] * 8 + [True] and plan.decreases == 3
 
 
+def test_lr_steps_divide_the_rate_after_their_epochs_and_never_stop_a_run():
+    opt = _optimizer(0.1)
+    plan = schedule.for_run(opt, {"lr_factor": 0.1}, (2, 4))
+    rates, stops = [], []
+    for error in [50, 40, 40, 40, 40, 40]:  # the held-out error plays no part
+        stops.append(plan.step(error))
+        rates.append(plan.lr)
+    # after epoch 2, epoch 3 trains at a tenth; after epoch 4, at a hundredth
+    assert rates == pytest.approx([0.1, 0.01, 0.01, 0.001, 0.001, 0.001])
+    assert stops == [False] * 6
+
+
+def test_lr_steps_state_round_trips_with_the_optimizer():
+    opt = _optimizer(0.1)
+    plan = schedule.for_run(opt, {"lr_factor": 0.1}, (2, 4))
+    for _ in range(3):
+        plan.step(0)
+    again_opt = _optimizer(0.1)
+    again = schedule.for_run(again_opt, {"lr_factor": 0.1}, (2, 4))
+    again_opt.load_state_dict(opt.state_dict())  # as a resume loads both (vggrepro.stages.train)
+    again.load_state_dict(plan.state_dict())
+    assert [[p.step(0), p.lr] for p in (plan, again)] == [[False, pytest.approx(0.001)]] * 2
+
+
+def test_without_lr_steps_a_run_keeps_the_papers_plateau_rule():
+    plan = schedule.for_run(_optimizer(), {"lr_factor": 0.1, "lr_patience": 2, "lr_decreases": 3}, ())
+    assert isinstance(plan, schedule.PlateauSchedule) and plan.max_decreases == 3
+
+
 def test_plateau_state_round_trips():
     opt = _optimizer()
     plan = schedule.PlateauSchedule(opt, patience=0, factor=0.5, max_decreases=3)

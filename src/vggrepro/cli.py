@@ -217,7 +217,8 @@ def _resolved(params) -> list[str]:
         px = f"{params.pixels(run.scale[0])}" + (f"..{params.pixels(run.scale[1])}" if run.jittered else "")
         lines.append(
             f"  {name}: {run.config}, S {run.scale_label} ({px} px), from {' <- '.join(chain[1:] + [root]) if len(chain) > 1 else root}, "
-            f"lr {run.lr:g}, at most {run.max_epochs} epochs"
+            + (f"lr {run.lr:g}, divided by {1 / t['lr_factor']:g} after epochs {', '.join(map(str, run.lr_steps))} of {run.max_epochs}"
+               if run.lr_steps else f"lr {run.lr:g}, at most {run.max_epochs} epochs")
         )
     cores = os.cpu_count() or 1
     for key, value in (("threads", params.raw["threads"]), ("data.workers", params.raw["data"]["workers"])):

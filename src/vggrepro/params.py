@@ -34,6 +34,7 @@ from vggrepro.runtime.errors import Error
 
 PAPER_CROP = 224  # Sec. 2.1; geometry.crop / PAPER_CROP scales every S and Q
 PAPER_HEAD_WIDTH = 4096  # Table 1: FC-4096, FC-4096
+PAPER_DROPOUT = 0.5  # Sec. 3.1: the first two FC layers, dropout ratio 0.5
 INIT_SCHEMES = ("normal", "glorot", "kaiming")  # random initialisations, vggrepro.model.init_weights
 IMPORT = "import"  # init: a checkpoint from outside the grid (runs.<name>.weights), not trained
 # What an evaluate stage saves per run (Sec. 3.2, 4): dense at the single test scale Q (Table 3);
@@ -121,6 +122,7 @@ class Run:
     init: str  # "normal", "glorot", "kaiming", "import", or the name of another run
     lr: float
     max_epochs: int
+    lr_steps: tuple[int, ...] = ()  # epochs after which the rate falls; () = Sec. 3.1's plateau rule
     weights: str | None = None  # init "import": the checkpoint (e.g. from `vggrepro import-weights`)
     seed: int | None = None  # its training seed in a sweep over `seeds`; None: params.yaml's seed
 
@@ -202,6 +204,7 @@ class Params:
                 init=r["init"],
                 lr=float(r.get("lr", train["lr"])),
                 max_epochs=int(r.get("max_epochs", train["max_epochs"])),
+                lr_steps=tuple(r.get("lr_steps", train["lr_steps"])),
                 weights=r.get("weights"),
                 seed=r.get("seed"),
             )
@@ -323,6 +326,13 @@ def _check_semantics(p: Params, files: bool = True) -> None:
             raise ParamsError(
                 f"{key}.scale: smallest S {s_min} is {s_min * p.crop / PAPER_CROP:.1f} px at geometry.crop {p.crop} "
                 f"(x {p.crop}/{PAPER_CROP}), smaller than the crop; expected S >= {PAPER_CROP}"
+            )
+        steps = list(run.lr_steps)
+        if steps and (steps != sorted(set(steps)) or steps[-1] >= run.max_epochs):
+            where = f"{key}.lr_steps" if "lr_steps" in p.raw["runs"][name] else f"train.lr_steps (for {name})"
+            raise ParamsError(
+                f"{where}: {steps} is not increasing epochs below the run's max_epochs {run.max_epochs}; "
+                f"expected e.g. {[max(1, run.max_epochs * 3 // 4)]}"
             )
         if run.init not in (*INIT_SCHEMES, IMPORT) and run.init not in runs:
             raise ParamsError(

@@ -16,7 +16,7 @@ import torch
 from vggrepro import __version__, paths
 from vggrepro.data import badfiles
 from vggrepro.metrics import true_class_rank
-from vggrepro.params import PAPER_CROP, PAPER_HEAD_WIDTH, Params
+from vggrepro.params import PAPER_CROP, PAPER_DROPOUT, PAPER_HEAD_WIDTH, Params
 from vggrepro.report import figures, findings, htmltable, paper, tables
 from vggrepro.runtime import io
 from vggrepro.runtime.errors import Error, MissingFile
@@ -161,14 +161,13 @@ def _settings(params: Params) -> list[str]:
     if (m["width"], m["head_width"]) != (1.0, PAPER_HEAD_WIDTH):
         lines.append(f"- Width: conv layers x{m['width']:g}, FC1/FC2 {m['head_width']} channels "
                      f"(paper: x1, {PAPER_HEAD_WIDTH}).")
+    if m["dropout"] != PAPER_DROPOUT:
+        lines.append(f"- Dropout: {m['dropout']:g} after FC1 and FC2 (paper: {PAPER_DROPOUT:g}).")
     lines += [
         f"- Training: SGD, batch {t['batch_size']}, momentum {t['momentum']:g}, weight decay "
         f"{t['weight_decay']:g} on every parameter, biases included (Caffe's default; the paper does not say); "
-        f"each run's lr divided by {1 / t['lr_factor']:g} when {t['lr_patience'] + 1} epochs in a row bring "
-        f"no lower {'cross-entropy' if t['plateau_on'] == 'loss' else 'top-1 error'} on {t['holdout']:.0%} of each class held out "
-        f"of the training split, at most {t['lr_decreases']} times, then stop, or at "
-        f"{_epoch_limits(params)}; the table gives the epochs each run trained "
-        "(paper: batch 256, lr 1e-2, plateaus of its validation accuracy, 3 decreases, 74 epochs). A run started "
+        f"{_lr_rule(params)}{_fine_tune_lr(params)}; the table gives the epochs each run trained "
+        "(paper: batch 256, lr 1e-2, divided by 10 when its validation accuracy plateaued, 3 times, 74 epochs). A run started "
         f"from another adds its epochs to that run's ({longest} has seen {seen[longest]} counting its chain), "
         "so rows differ in training length as well as in depth and scale.",
         _compute_line(params),
@@ -352,9 +351,45 @@ def render(params: Params, frames: dict[int, pd.DataFrame]) -> str:
     return "\n".join(lines)
 
 
+def _lr_rule(params: Params) -> str:
+    """How the trained runs' learning rate fell: Sec. 3.1's plateau rule, or a run's lr_steps."""
+    t = params.raw["train"]
+    trained = {n: r for n, r in params.runs.items() if not r.imported}
+    stepped = {n: r.lr_steps for n, r in trained.items() if r.lr_steps}
+    plateau = (
+        f"lr divided by {1 / t['lr_factor']:g} when {t['lr_patience'] + 1} epochs in a row bring "
+        f"no lower {'cross-entropy' if t['plateau_on'] == 'loss' else 'top-1 error'} on {t['holdout']:.0%} of each class "
+        f"held out of the training split, at most {t['lr_decreases']} times, then stop, or at {_epoch_limits(params)}"
+    )
+    if not stepped:
+        return "each run's " + plateau
+    rule = (
+        f"the lr of {' and '.join(stepped)} divided by {1 / t['lr_factor']:g} after fixed epochs, each run then trained to its epoch limit ("
+        + "; ".join(f"{n} after {' and '.join(map(str, steps))} of {trained[n].max_epochs}" for n, steps in stepped.items())
+        + "), not when the held-out error plateaus: a run this short would end at its first rate while its error still falls"
+    )
+    rest = [n for n in trained if n not in stepped]
+    return rule + (f"; {', '.join(rest)}: {plateau}" if rest else "")
+
+
+PAPER_FINE_TUNE_LR = 1e-3  # Sec. 3.1: S = 384 from S = 256 "with a smaller initial learning rate of 10^-3"
+
+
+def _fine_tune_lr(params: Params) -> str:
+    """Runs that start from a run of their own configuration at another rate than the paper's."""
+    runs = params.runs
+    other = [n for n, r in runs.items() if r.init_run and runs[r.init_run].config == r.config
+             and r.lr != PAPER_FINE_TUNE_LR and not r.imported]
+    if not other:
+        return ""
+    rates = sorted({runs[n].lr for n in other})
+    return (f"; {' and '.join(other)} fine-tuned from a run of their configuration at lr "
+            f"{' or '.join(f'{x:g}' for x in rates)} (paper: {PAPER_FINE_TUNE_LR:g}, Sec. 3.1)")
+
+
 def _epoch_limits(params: Params) -> str:
     """The epoch limits the trained runs had: the default only where some run kept it."""
-    trained = [r for r in params.runs.values() if not r.imported]
+    trained = [r for r in params.runs.values() if not r.imported and not r.lr_steps]  # those under the plateau rule
     default = params.raw["train"]["max_epochs"]
     written = (params.given or params.raw)["runs"]  # as params.yaml writes them, before a sweep names them per seed
     own = sorted({r.max_epochs for r in trained if "max_epochs" in written[r.base]})
@@ -404,6 +439,10 @@ def _short_difference(params: Params) -> str:
     trained = [n for n, r in params.runs.items() if not r.imported]
     if any(epochs_trained(n) != PAPER_EPOCHS for n in trained):
         parts.append(f"the epochs in Table 3 (paper: {PAPER_EPOCHS})")
+    if any(params.runs[n].lr_steps for n in trained):
+        parts.append("lr divided at fixed epochs (paper: at plateaus)")
+    if m["dropout"] != PAPER_DROPOUT:
+        parts.append(f"dropout {m['dropout']:g} (paper {PAPER_DROPOUT:g})")
     if params.seeds is None:
         parts.append(f"one seed ({raw['seed']}): the intervals are over images, not over training runs")
     return "; ".join(parts)

@@ -4,7 +4,8 @@
 
 Sec. 3.1's recipe: mini-batch SGD with momentum and weight decay, a global batch split into
 micro-batches, the learning rate divided by 10 when the held-out error plateaus (at most
-train.lr_decreases times, then stop, or at max_epochs), on train.device in train.precision.
+train.lr_decreases times, then stop, or at max_epochs) or after the epochs of the run's
+lr_steps, on train.device in train.precision.
 A resume point every train.checkpoint_every steps and every epoch (vggrepro.runtime.resume) lets a
 killed or stopped stage go on where it was; the checkpoint carries the weights, the resolved
 config and the final metrics.
@@ -22,6 +23,7 @@ from pathlib import Path
 import torch
 
 from vggrepro import paths, provenance, training
+from vggrepro import schedule as schedules
 from vggrepro.data import holdout, ingest, loader, train_batches
 from vggrepro.data.normalise import channels
 from vggrepro.data.transforms import TrainTransform
@@ -29,7 +31,6 @@ from vggrepro.model import VGG, ModelSpec, init_weights, read_checkpoint, transf
 from vggrepro.params import IMPORT, SPEED_ONLY_KEYS, Params, ParamsError, Run, split_batch
 from vggrepro.runtime import device, distributed, io, lease, live, resume
 from vggrepro.runtime.signals import Stopped, StopSignals
-from vggrepro.schedule import PlateauSchedule
 from vggrepro.stages import StageRun
 
 
@@ -210,9 +211,7 @@ def _train(params: Params, run_name: str, run: Run, cfg: dict, seed: int, world,
     optimizer = training.sgd(
         model.parameters(), lr=run.lr, momentum=cfg["momentum"], weight_decay=cfg["weight_decay"]
     )
-    schedule = PlateauSchedule(
-        optimizer, patience=cfg["lr_patience"], factor=cfg["lr_factor"], max_decreases=cfg["lr_decreases"]
-    )
+    schedule = schedules.for_run(optimizer, cfg, run.lr_steps)
     # The processes' count is part of the key: each keeps its own sums and generators. So is the
     # precision computed in (auto resolves per machine): a run requeued from a bf16 GPU onto an
     # fp32-only one starts over rather than finish in another precision than its record says.
