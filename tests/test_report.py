@@ -104,6 +104,10 @@ def test_the_training_line_says_which_runs_stepped_their_rate_and_which_kept_the
                            "of 6), not when the held-out error plateaus"), rule
     assert rule.endswith("; B_256: lr divided by 10 when 3 epochs in a row bring no lower top-1 error on 5% of each "
                          "class held out of the training split, at most 3 times, then stop, or at 4 epochs"), rule
+    every = {n: {**r, "lr_steps": [2]} for n, r in runs.items()}
+    assert report._lr_rule(parse_params(with_runs(every, train__max_epochs=4))).startswith(
+        "every run's lr divided by 10 after fixed epochs, each run then trained to its epoch limit (A_256 after 2 of 6; "
+        "B_256 after 2 of 4)")
     assert report._fine_tune_lr(parse_params(with_runs(runs))) == ""  # B from A: not a fine-tune of its own kind
     tuned = {**runs, "B_384": {"config": "B", "scale": 384, "init": "B_256", "lr": 0.01},
              "B_jit": {"config": "B", "scale": [256, 512], "init": "B_384", "lr": 0.001}}

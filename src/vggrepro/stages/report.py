@@ -363,8 +363,9 @@ def _lr_rule(params: Params) -> str:
     )
     if not stepped:
         return "each run's " + plateau
+    whose = "every run's lr" if len(stepped) == len(trained) else f"the lr of {', '.join(stepped)}"
     rule = (
-        f"the lr of {' and '.join(stepped)} divided by {1 / t['lr_factor']:g} after fixed epochs, each run then trained to its epoch limit ("
+        f"{whose} divided by {1 / t['lr_factor']:g} after fixed epochs, each run then trained to its epoch limit ("
         + "; ".join(f"{n} after {' and '.join(map(str, steps))} of {trained[n].max_epochs}" for n, steps in stepped.items())
         + "), not when the held-out error plateaus: a run this short would end at its first rate while its error still falls"
     )
