@@ -112,7 +112,7 @@ def test_the_training_line_says_which_runs_stepped_their_rate_and_which_kept_the
     tuned = {**runs, "B_384": {"config": "B", "scale": 384, "init": "B_256", "lr": 0.01},
              "B_jit": {"config": "B", "scale": [256, 512], "init": "B_384", "lr": 0.001}}
     assert report._fine_tune_lr(parse_params(with_runs(tuned))) == (
-        "; B_384 fine-tuned from a run of their configuration at lr 0.01 (paper: 0.001, Sec. 3.1)")
+        "; B_384 fine-tuned from a run of their configuration at lr 0.01 (paper: 0.001 for S = 384 from S = 256, Sec. 3.1)")
     del runs["A_256"]["lr_steps"]
     assert report._lr_rule(parse_params(with_runs(runs, train__max_epochs=4))).startswith("each run's lr divided by 10 when 3 epochs")
 

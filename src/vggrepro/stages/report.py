@@ -385,7 +385,7 @@ def _fine_tune_lr(params: Params) -> str:
         return ""
     rates = sorted({runs[n].lr for n in other})
     return (f"; {' and '.join(other)} fine-tuned from a run of their configuration at lr "
-            f"{' or '.join(f'{x:g}' for x in rates)} (paper: {PAPER_FINE_TUNE_LR:g}, Sec. 3.1)")
+            f"{' or '.join(f'{x:g}' for x in rates)} (paper: {PAPER_FINE_TUNE_LR:g} for S = 384 from S = 256, Sec. 3.1)")
 
 
 def _epoch_limits(params: Params) -> str:
