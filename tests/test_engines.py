@@ -272,6 +272,7 @@ def assert_a_replaced_image_reruns_the_grid(project: Path, data_root: Path, runs
     assert downstream <= snakemake_plan(project)
 
 
+@pytest.mark.slow  # about 19 s, beside the external tree's case below: `pytest -m slow`
 def test_a_replaced_embedded_image_reruns_mean_rgb_and_training(workspace):
     assert_a_replaced_image_reruns_the_grid(workspace, workspace / "data/embedded", tiny_params()["runs"])
 

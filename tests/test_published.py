@@ -91,6 +91,7 @@ def test_vgg19_matches_torchvision(vgg19):
     assert _max_diff(model, checkpoint) <= TOLERANCE
 
 
+@pytest.mark.slow  # about 8 s; test_vgg19_matches_torchvision keeps the mapping in the default suite
 def test_vgg11_with_its_own_class_count_matches_torchvision():
     model = _torchvision_model("vgg11", seed=11, num_classes=10)
     checkpoint = from_torchvision(model.state_dict(), "vgg11")

@@ -86,6 +86,7 @@ def _when_resumable(proc: subprocess.Popen, ws: Path, timeout: float = 300) -> N
         time.sleep(0.005)
 
 
+@pytest.mark.slow  # about 14 s, beside tests/test_faults.py, which kills `dvc repro` anywhere
 def test_sigkill_mid_epoch_then_rerun_gives_the_uninterrupted_weights(prepared, uninterrupted, tmp_path):
     ws = _copy(prepared, tmp_path)
     proc = _start([sys.executable, "-m", "vggrepro", "train", "--run", "A_256"], ws)
