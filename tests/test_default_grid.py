@@ -1,4 +1,4 @@
-"""The default params end to end (10 to 30 minutes on 2 cores, by CPU; twice that on a CPU model
+"""The default params end to end (about 15 minutes on 2 cores without bf16; twice that on a CPU model
 other than the one that made the committed reports): `pytest -m slow`."""
 
 import json
@@ -26,7 +26,7 @@ def test_default_grid_runs_end_to_end_under_snakemake(tmp_path):
     table3 = pd.read_csv(project / "reports/tables/table3.csv")
     assert sorted(table3["run"]) == sorted(params["runs"])
     # The default is a grid a reader can learn from: at least 50 validation images a class, the
-    # best single net at or below 25% top-1 error, every run at or below 50% (chance: 98%).
+    # best single net at or below 25% top-1 error, every run at or below 50% (chance: 96% on 25 classes).
     assert params["data"]["embedded"]["val_per_class"] >= 50
     assert table3["top-1 err"].min() <= 25.0 and table3["top-1 err"].max() <= 50.0, table3
     headline = json.loads((project / "reports/metrics.json").read_text())
