@@ -128,12 +128,20 @@ THROUGH_ENGINES = {
 }
 
 
-@pytest.mark.parametrize("case", BAD_FILES)
-def test_every_bad_params_file_is_refused_in_one_line_by_the_engines_guard_and_prepare(workspace, case):
+def _write_bad_file(workspace: Path, case: str) -> dict[str, str]:
+    """A user's folder in the project (photos/, which no stage may touch), then the bad params
+    file; returns the outputs' fingerprint from before."""
     (workspace / "photos").mkdir(exist_ok=True)
     (workspace / "photos" / "holiday.txt").write_text("keep me\n")
     before = fingerprint(workspace)
+    # surrogateescape: "not UTF-8" writes the byte 0xe9 as a Latin-1 editor would
     (workspace / "params.yaml").write_bytes(BAD_FILES[case](params_text()).encode("utf-8", "surrogateescape"))
+    return before
+
+
+@pytest.mark.parametrize("case", BAD_FILES)
+def test_every_bad_params_file_is_refused_in_one_line_by_the_engines_guard_and_prepare(workspace, case):
+    before = _write_bad_file(workspace, case)
     try:
         # `validate --write-knobs` is the guard both engines run first (vggrepro.engine.guard)
         for stage in (["validate", "--write-knobs"], ["prepare"]):
@@ -150,11 +158,7 @@ def test_every_bad_params_file_is_refused_in_one_line_by_the_engines_guard_and_p
     "case", [c if c in THROUGH_ENGINES else pytest.param(c, marks=pytest.mark.slow) for c in BAD_FILES]
 )
 def test_a_bad_params_file_touches_no_output_under_either_engine(workspace, case):
-    (workspace / "photos").mkdir(exist_ok=True)
-    (workspace / "photos" / "holiday.txt").write_text("keep me\n")
-    before = fingerprint(workspace)
-    # surrogateescape: "not UTF-8" writes the byte 0xe9 as a Latin-1 editor would
-    (workspace / "params.yaml").write_bytes(BAD_FILES[case](params_text()).encode("utf-8", "surrogateescape"))
+    before = _write_bad_file(workspace, case)
     try:
         dvc = run([tool("dvc"), "repro"], workspace, ok=False)
         assert dvc.returncode != 0, dvc.stdout
