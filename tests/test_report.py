@@ -96,23 +96,26 @@ def test_the_differences_line_lists_only_what_differs(tmp_path, monkeypatch):
     assert "dropout 0.2 (paper 0.5)" in line and "lr divided at fixed epochs (paper: at plateaus)" in line
 
 
-def test_the_training_line_says_which_runs_stepped_their_rate_and_which_kept_the_plateau_rule():
+def test_the_training_line_says_which_runs_stepped_their_rate_and_which_kept_the_plateau_rule(monkeypatch):
     runs = {"A_256": {"config": "A", "scale": 256, "init": "normal", "max_epochs": 6, "lr_steps": [3, 5]},
             "B_256": {"config": "B", "scale": 256, "init": "A_256"}}
     rule = report._lr_rule(parse_params(with_runs(runs, train__max_epochs=4)))
-    assert rule.startswith("the lr of A_256 divided by 10 after fixed epochs, each run then trained to its epoch limit (A_256 after 3 and 5 "
-                           "of 6), not when the held-out error plateaus"), rule
+    assert rule.startswith("the lr of A_256 divided by 10 after fixed epochs, each run then trained to its epoch limit (A_256 after "
+                           "epochs 3 and 5 of 6), not when its held-out error stops falling"), rule
+    assert "5% of each class is held out of the training split all the same and its error only logged" in rule
     assert rule.endswith("; B_256: lr divided by 10 when 3 epochs in a row bring no lower top-1 error on 5% of each "
                          "class held out of the training split, at most 3 times, then stop, or at 4 epochs"), rule
     every = {n: {**r, "lr_steps": [2]} for n, r in runs.items()}
     assert report._lr_rule(parse_params(with_runs(every, train__max_epochs=4))).startswith(
-        "every run's lr divided by 10 after fixed epochs, each run then trained to its epoch limit (A_256 after 2 of 6; "
-        "B_256 after 2 of 4)")
+        "every run's lr divided by 10 after fixed epochs, each run then trained to its epoch limit (A_256 after epochs 2 "
+        "of 6; B_256 after epochs 2 of 4)")
     assert report._fine_tune_lr(parse_params(with_runs(runs))) == ""  # B from A: not a fine-tune of its own kind
     tuned = {**runs, "B_384": {"config": "B", "scale": 384, "init": "B_256", "lr": 0.01},
-             "B_jit": {"config": "B", "scale": [256, 512], "init": "B_384", "lr": 0.001}}
+             "B_jit": {"config": "B", "scale": [256, 512], "init": "B_384", "lr": 0.01}}  # the paper gives no rate
     assert report._fine_tune_lr(parse_params(with_runs(tuned))) == (
-        "; B_384 fine-tuned from a run of their configuration at lr 0.01 (paper: 0.001 for S = 384 from S = 256, Sec. 3.1)")
+        "; B_384 fine-tuned from a run of its configuration at lr 0.01 (paper: 0.001 for S = 384 from S = 256, Sec. 3.1)")
+    monkeypatch.setattr(report, "epochs_trained", lambda run: 1)  # no training logs here
+    assert "a fine-tuning lr other than the paper's 0.001" in report._short_difference(parse_params(with_runs(tuned)))
     del runs["A_256"]["lr_steps"]
     assert report._lr_rule(parse_params(with_runs(runs, train__max_epochs=4))).startswith("each run's lr divided by 10 when 3 epochs")
 
