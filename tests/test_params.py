@@ -40,7 +40,8 @@ BAD = {
     "an lr step at max_epochs": (lambda p: p["runs"]["A_256"].update(max_epochs=4, lr_steps=[2, 4]),
                                  ["runs.A_256.lr_steps: [2, 4]", "below the run's max_epochs 4"]),
     "train.lr_steps past a run's limit": (_set("train.lr_steps", [5]),
-                                          ["train.lr_steps (for A_256): [5]", "below the run's max_epochs 1"]),
+                                          ["train.lr_steps (for A_256): [5]", "below the run's max_epochs 1",
+                                           "expected [] (one epoch has no later rate)"]),
     "crop larger than S": (_set("runs.A_256.scale", 200), ["runs.A_256.scale", "200", "smaller than the crop"]),
     "crop not a multiple of 32": (_set("geometry.crop", 48), ["geometry.crop", "48"]),
     "init from a missing run": (_set("runs.B_256.init", "Z_256"), ["runs.B_256.init", "'Z_256'"]),
@@ -92,6 +93,19 @@ def test_bad_params_raise_one_line_naming_key_and_value(case):
     assert "\n" not in message
     for fragment in fragments:
         assert fragment in message, f"{fragment!r} not in {message!r}"
+
+
+def test_a_train_level_lr_steps_binds_the_runs_that_train_not_an_imported_one(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("tv.pt").write_bytes(b"")
+    params = tiny_params()
+    params["train"].update(max_epochs=4, lr_steps=[2])
+    params["runs"]["tv"] = {"config": "A", "scale": 256, "init": "import", "weights": "tv.pt", "max_epochs": 1}
+    assert parse_params(params).runs["tv"].imported
+    params["runs"]["tv"]["init"] = "kaiming"
+    del params["runs"]["tv"]["weights"]
+    with pytest.raises(ParamsError, match=r"train.lr_steps \(for tv\): \[2\]"):
+        parse_params(params)
 
 
 @pytest.mark.parametrize("case", ["unknown key", "S_min > S_max", "init cycle"])

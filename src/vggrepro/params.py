@@ -328,11 +328,13 @@ def _check_semantics(p: Params, files: bool = True) -> None:
                 f"(x {p.crop}/{PAPER_CROP}), smaller than the crop; expected S >= {PAPER_CROP}"
             )
         steps = list(run.lr_steps)
-        if steps and (steps != sorted(set(steps)) or steps[-1] >= run.max_epochs):
+        # an imported run never trains, so a train-level lr_steps does not concern it
+        if steps and not run.imported and (steps != sorted(set(steps)) or steps[-1] >= run.max_epochs):
             where = f"{key}.lr_steps" if "lr_steps" in p.raw["runs"][name] else f"train.lr_steps (for {name})"
+            example = f"e.g. {[max(1, run.max_epochs * 3 // 4)]}" if run.max_epochs > 1 else "[] (one epoch has no later rate)"
             raise ParamsError(
                 f"{where}: {steps} is not increasing epochs below the run's max_epochs {run.max_epochs}; "
-                f"expected e.g. {[max(1, run.max_epochs * 3 // 4)]}"
+                f"expected {example}"
             )
         if run.init not in (*INIT_SCHEMES, IMPORT) and run.init not in runs:
             raise ParamsError(
