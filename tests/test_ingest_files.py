@@ -676,6 +676,7 @@ def test_no_decoding_worker_outlives_a_killed_prepare(photos, tmp_path):
     assert not any(map(_alive, children)), [p for p in children if _alive(p)]
 
 
+@pytest.mark.slow  # seconds: the default suite must stay under 10 minutes with its install
 def test_the_same_bytes_in_train_and_val_get_a_row_and_a_broken_class_link_stops_prepare(photos, tmp_path):
     data = tmp_path / "photos"
     for split in ("train", "val"):

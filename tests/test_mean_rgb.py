@@ -41,6 +41,7 @@ def test_no_training_images_is_one_line(tmp_path):
         rgb_moments(tmp_path, [], workers=0)
 
 
+@pytest.mark.slow  # seconds: the default suite must stay under 10 minutes with its install
 def test_one_large_image_costs_its_bytes_not_four_times_them(tmp_path):
     """A 6,000 x 6,000 PNG (108 MB decoded) summed in slices: the worker's peak stays far below
     the 1.6 GB that widening the whole image to int32 and squaring it took (a 13,300 x 13,300

@@ -100,6 +100,7 @@ def test_sigkill_mid_epoch_then_rerun_gives_the_uninterrupted_weights(prepared, 
     assert _hash(ws / MODEL) == uninterrupted
 
 
+@pytest.mark.slow  # seconds: the default suite must stay under 10 minutes with its install
 def test_the_log_grows_each_epoch_a_resume_ends_with_the_same_bytes_and_a_log_file_gets_heartbeats(
         prepared, trained, tmp_path):
     """dvc plots show draws a running run's epochs; a kill after one leaves them in the log; in a

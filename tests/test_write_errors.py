@@ -14,6 +14,8 @@ import subprocess
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 from conftest import vggrepro
 
 AS_ROOT = os.geteuid() == 0
@@ -79,6 +81,7 @@ def _one_line(done: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
+@pytest.mark.slow  # seconds: the default suite must stay under 10 minutes with its install
 def test_a_read_only_output_folder_gives_one_line_and_keeps_the_outputs(tiny_runs, tmp_path):
     ws = _workspace(tiny_runs, tmp_path)
     before = _bytes(ws / "reports")
@@ -92,6 +95,7 @@ def test_a_read_only_output_folder_gives_one_line_and_keeps_the_outputs(tiny_run
     assert vggrepro("report", cwd=ws).returncode == 0 and _bytes(ws / "reports") == before
 
 
+@pytest.mark.slow  # seconds: the default suite must stay under 10 minutes with its install
 def test_a_full_disk_gives_one_line_and_keeps_the_outputs(tiny_runs, tmp_path, monkeypatch, capsys):
     ws = _workspace(tiny_runs, tmp_path)
     before = _bytes(ws / "fusion")
