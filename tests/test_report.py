@@ -118,6 +118,12 @@ def test_the_training_line_says_which_runs_stepped_their_rate_and_which_kept_the
     assert "a fine-tuning lr other than the paper's 0.001" in report._short_difference(parse_params(with_runs(tuned)))
     del runs["A_256"]["lr_steps"]
     assert report._lr_rule(parse_params(with_runs(runs, train__max_epochs=4))).startswith("each run's lr divided by 10 when 3 epochs")
+    # a sweep names each run once, as params.yaml does, not once per seed
+    swept = {**with_runs({**tuned, "A_256": {**tuned["A_256"], "lr_steps": [3, 5]}}, train__max_epochs=4), "seeds": [0, 1]}
+    rule = report._lr_rule(parse_params(swept))
+    assert "(A_256 after epochs 3 and 5 of 6)" in rule and "; B_256, B_384, B_jit: lr divided" in rule, rule
+    assert "_seed" not in rule + report._fine_tune_lr(parse_params(swept))
+    assert report._fine_tune_lr(parse_params(swept)).startswith("; B_384 fine-tuned from a run of its configuration at lr 0.01")
 
 
 def test_the_papers_7_net_ensemble_notes_its_fc_only_fine_tuned_d():

@@ -354,7 +354,8 @@ def render(params: Params, frames: dict[int, pd.DataFrame]) -> str:
 def _lr_rule(params: Params) -> str:
     """How the trained runs' learning rate fell: Sec. 3.1's plateau rule, or a run's lr_steps."""
     t = params.raw["train"]
-    trained = {n: r for n, r in params.runs.items() if not r.imported}
+    # named as params.yaml writes them: a sweep's seeds share their run's schedule
+    trained = {r.base: r for r in params.runs.values() if not r.imported}
     stepped = {n: r.lr_steps for n, r in trained.items() if r.lr_steps}
     plateau = (
         f"lr divided by {1 / t['lr_factor']:g} when {t['lr_patience'] + 1} epochs in a row bring "
@@ -381,11 +382,11 @@ def _fine_tune_lr(params: Params) -> str:
     """Runs that start from a run of their own configuration at another rate than the paper's."""
     runs = params.runs
     # fixed scales only: the paper gives no rate for the jittered nets' fine-tuning
-    other = [n for n, r in runs.items() if r.init_run and runs[r.init_run].config == r.config
-             and not r.jittered and r.lr != PAPER_FINE_TUNE_LR and not r.imported]
+    other = list(dict.fromkeys(r.base for r in runs.values() if r.init_run and runs[r.init_run].config == r.config
+                               and not r.jittered and r.lr != PAPER_FINE_TUNE_LR and not r.imported))
     if not other:
         return ""
-    rates = sorted({runs[n].lr for n in other})
+    rates = sorted({r.lr for r in runs.values() if r.base in other})
     return (f"; {' and '.join(other)} fine-tuned from a run of its configuration at lr "
             f"{' or '.join(f'{x:g}' for x in rates)} (paper: {PAPER_FINE_TUNE_LR:g} for S = 384 from S = 256, Sec. 3.1)")
 
