@@ -50,6 +50,9 @@ def test_the_grid_decides_which_comparisons_there_are():
     assert (3, "E_jit single-scale", "E_384_more single-scale") in found  # the equal-length fixed-scale control
     assert not any(c == 3 and w == "E_384 single-scale" for c, _, w in found)  # E_384 trained other epochs
     assert (7, "A_256 single-scale", "A_LRN_256 single-scale") in found
+    # a control whose rate fell at other epochs trained differently: no control
+    stepped = grid({**RUNS, "E_384_more": {**RUNS["E_384_more"], "lr_steps": [2]}}, multi_crop=["E_jit"])
+    assert not any(c.claim == 3 for c in findings.comparisons(stepped))
     assert (5, "E_jit multi-crop & dense", "E_jit multi-crop") in found
     assert {c for c, _, _ in found} == {1, 3, 4, 5, 7}
     rates = {(n, p): 0.3 for n in RUNS for p in ("dense-single", "dense", "multi-crop", "multi-crop+dense")}

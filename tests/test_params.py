@@ -148,10 +148,11 @@ def test_the_default_params_are_valid_and_hold_vgg19s_chain_and_the_cpu_grid_tab
     # The findings profile's control of E_jit: the same start, length, lr and schedule at a fixed S.
     findings = load_params(ROOT / "params/findings.yaml")
     for seed in findings.seeds:
-        jit, more = findings.runs[f"E_jit_seed{seed}"], findings.runs[f"E_384_more_seed{seed}"]
-        assert (more.init.removesuffix(f"_seed{seed}"), more.max_epochs, more.lr, more.lr_steps) == (
-            jit.init.removesuffix(f"_seed{seed}"), jit.max_epochs, jit.lr, jit.lr_steps)
-        assert more.scale == (384, 384) and jit.scale == (256, 512)
+        for config in "CDE":
+            jit, more = findings.runs[f"{config}_jit_seed{seed}"], findings.runs[f"{config}_384_more_seed{seed}"]
+            assert (more.init.removesuffix(f"_seed{seed}"), more.max_epochs, more.lr, more.lr_steps) == (
+                jit.init.removesuffix(f"_seed{seed}"), jit.max_epochs, jit.lr, jit.lr_steps)
+            assert more.scale == (384, 384) and jit.scale == (256, 512) and more.config == jit.config == config
     full = load_params(ROOT / "params/cpu-table3.yaml")
     assert [(r.config, r.scale_label) for r in full.runs.values()] == [
         ("A", "256"), ("A-LRN", "256"), ("B", "256"), ("C", "256"), ("C", "384"), ("C", "[256;512]"),

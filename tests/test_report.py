@@ -93,7 +93,11 @@ def test_the_differences_line_lists_only_what_differs(tmp_path, monkeypatch):
     assert "dropout" not in line and "fixed epochs" not in line
     stepped = parse_params(with_runs({"A_256": {**runs["A_256"], "lr_steps": [2]}}, model__dropout=0.2))
     line = report._short_difference(stepped)
-    assert "dropout 0.2 (paper 0.5)" in line and "lr divided at fixed epochs (paper: at plateaus)" in line
+    assert "dropout 0.2 (paper 0.5)" in line and "; lr divided at fixed epochs (paper: at plateaus)" in line
+    monkeypatch.setattr(report, "epochs_trained", lambda run: 1)
+    some = parse_params(with_runs({"A_256": {**runs["A_256"], "lr_steps": [2]},
+                                   "A_384": {"config": "A", "scale": 384, "init": "A_256", "lr": 0.001}}))
+    assert "some runs' lr divided at fixed epochs (paper: at plateaus)" in report._short_difference(some)
 
 
 def test_the_training_line_says_which_runs_stepped_their_rate_and_which_kept_the_plateau_rule(monkeypatch):
@@ -102,7 +106,7 @@ def test_the_training_line_says_which_runs_stepped_their_rate_and_which_kept_the
     rule = report._lr_rule(parse_params(with_runs(runs, train__max_epochs=4)))
     assert rule.startswith("the lr of A_256 divided by 10 after fixed epochs, each run then trained to its epoch limit (A_256 after "
                            "epochs 3 and 5 of 6), not when its held-out error stops falling"), rule
-    assert "5% of each class is held out of the training split all the same and its error only logged" in rule
+    assert "5% of each class is held out of the training split all the same and, for these runs, its error only logged" in rule
     assert rule.endswith("; B_256: lr divided by 10 when 3 epochs in a row bring no lower top-1 error on 5% of each "
                          "class held out of the training split, at most 3 times, then stop, or at 4 epochs"), rule
     every = {n: {**r, "lr_steps": [2]} for n, r in runs.items()}
@@ -118,6 +122,13 @@ def test_the_training_line_says_which_runs_stepped_their_rate_and_which_kept_the
     assert "a fine-tuning lr other than the paper's 0.001" in report._short_difference(parse_params(with_runs(tuned)))
     del runs["A_256"]["lr_steps"]
     assert report._lr_rule(parse_params(with_runs(runs, train__max_epochs=4))).startswith("each run's lr divided by 10 when 3 epochs")
+    # the paper's rule cannot cut a rate in lr_patience + 1 epochs: the line says the rate stayed
+    short = {**runs, "B_384": {"config": "B", "scale": 384, "init": "B_256", "lr": 0.001, "max_epochs": 3}}
+    rule = report._lr_rule(parse_params(with_runs(short, train__max_epochs=4)))
+    assert rule.endswith("(B_384: 3 epoch(s) too few for the rule to fire, so a constant rate)"), rule
+    assert rule.startswith("each run's lr divided") and rule.count("too few") == 1
+    short["B_384"]["max_epochs"] = 4
+    assert "too few" not in report._lr_rule(parse_params(with_runs(short, train__max_epochs=4)))
     # a sweep names each run once, as params.yaml does, not once per seed
     swept = {**with_runs({**tuned, "A_256": {**tuned["A_256"], "lr_steps": [3, 5]}}, train__max_epochs=4), "seeds": [0, 1]}
     rule = report._lr_rule(parse_params(swept))

@@ -9,9 +9,9 @@ or at max_epochs, whichever comes first.
 
 A run with lr_steps (StepSchedule) instead has the rate divided after the epochs it names and
 trains to max_epochs: a departure the report lists. A run capped well short of the paper's 74
-epochs never reaches the plateau the paper's rule waits for while its error still falls, so it
-would keep its initial rate for most of them (the earlier CPU default's A: its one decrease came at
-epoch 47 of 48).
+epochs rarely reaches the plateau the paper's rule waits for while its error still falls, so it
+keeps its initial rate for most of its epochs (the earlier CPU default's A: its one decrease came
+at epoch 47 of 48).
 """
 
 from __future__ import annotations

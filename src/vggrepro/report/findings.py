@@ -169,7 +169,7 @@ def _of_one_seed(params: Params, runs: dict, seed: int | None, epochs: dict[str,
             continue
         for f, rf in runs.items():
             if (not rf.jittered and rf.config == rj.config and rf.init == rj.init and rf.max_epochs == rj.max_epochs
-                    and rf.lr == rj.lr and rf.single_scale_q == rj.single_scale_q
+                    and rf.lr == rj.lr and rf.lr_steps == rj.lr_steps and rf.single_scale_q == rj.single_scale_q
                     and (epochs is None or epochs.get(f) == epochs.get(j))):
                 # The paper has no equal-length control: beside ours, its jittered net against the
                 # S=384 net it was fine-tuned from (Table 3), where our control continues that start.

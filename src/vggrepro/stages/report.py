@@ -167,8 +167,9 @@ def _settings(params: Params) -> list[str]:
         f"- Training: SGD, batch {t['batch_size']}, momentum {t['momentum']:g}, weight decay "
         f"{t['weight_decay']:g} on every parameter, biases included (Caffe's default; the paper does not say); "
         f"{_lr_rule(params)}{_fine_tune_lr(params)}; the table gives the epochs each run trained "
-        "(paper: batch 256, lr 1e-2, divided by 10 when its validation accuracy plateaued, 3 times, 74 epochs). A run started "
-        f"from another adds its epochs to that run's ({longest} has seen {seen[longest]} counting its chain), "
+        "(paper: batch 256, lr 1e-2, 1e-3 for S = 384 from S = 256, divided by 10 when its validation accuracy plateaued, "
+        f"3 times, 74 epochs). A run started from another adds its epochs to that run's ({params.base(longest)} has seen "
+        f"{seen[longest]} counting its chain), "
         "so rows differ in training length as well as in depth and scale.",
         _compute_line(params),
         "- Preprocessing: " + (
@@ -357,19 +358,27 @@ def _lr_rule(params: Params) -> str:
     # named as params.yaml writes them: a sweep's seeds share their run's schedule
     trained = {r.base: r for r in params.runs.values() if not r.imported}
     stepped = {n: r.lr_steps for n, r in trained.items() if r.lr_steps}
+    watched = "held-out loss" if t["plateau_on"] == "loss" else "held-out error"
     plateau = (
         f"lr divided by {1 / t['lr_factor']:g} when {t['lr_patience'] + 1} epochs in a row bring "
         f"no lower {'cross-entropy' if t['plateau_on'] == 'loss' else 'top-1 error'} on {t['holdout']:.0%} of each class "
         f"held out of the training split, at most {t['lr_decreases']} times, then stop, or at {_epoch_limits(params)}"
     )
+    # ReduceLROnPlateau counts the first epoch as an improvement: a cut needs lr_patience + 1 more
+    never = sorted({n for n, r in trained.items() if not r.lr_steps and r.max_epochs <= t["lr_patience"] + 1})
+    if never:
+        lengths = {trained[n].max_epochs for n in never}
+        howlong = f"{lengths.pop()} epoch(s)" if len(lengths) == 1 else "epochs"
+        plateau += f" ({', '.join(never)}: {howlong} too few for the rule to fire, so a constant rate)"
     if not stepped:
         return "each run's " + plateau
     whose = "every run's lr" if len(stepped) == len(trained) else f"the lr of {', '.join(stepped)}"
     rule = (
         f"{whose} divided by {1 / t['lr_factor']:g} after fixed epochs, each run then trained to its epoch limit ("
         + "; ".join(f"{n} after epochs {' and '.join(map(str, steps))} of {trained[n].max_epochs}" for n, steps in stepped.items())
-        + "), not when its held-out error stops falling: a run this short would keep its first rate for most of its "
-        f"epochs; {t['holdout']:.0%} of each class is held out of the training split all the same and its error only logged"
+        + f"), not when its {watched} stops falling: a run this short would keep its first rate for most of its "
+        f"epochs; {t['holdout']:.0%} of each class is held out of the training split all the same and, for "
+        + ("these runs" if len(stepped) < len(trained) else "them") + ", its error only logged"
     )
     rest = [n for n in trained if n not in stepped]
     return rule + (f"; {', '.join(rest)}: {plateau}" if rest else "")
@@ -443,8 +452,9 @@ def _short_difference(params: Params) -> str:
     trained = [n for n, r in params.runs.items() if not r.imported]
     if any(epochs_trained(n) != PAPER_EPOCHS for n in trained):
         parts.append(f"the epochs in Table 3 (paper: {PAPER_EPOCHS})")
-    if any(params.runs[n].lr_steps for n in trained):
-        parts.append("lr divided at fixed epochs (paper: at plateaus)")
+    stepped = [n for n in trained if params.runs[n].lr_steps]
+    if stepped:
+        parts.append(("lr" if len(stepped) == len(trained) else "some runs' lr") + " divided at fixed epochs (paper: at plateaus)")
     if _fine_tune_lr(params):
         parts.append(f"a fine-tuning lr other than the paper's {PAPER_FINE_TUNE_LR:g}")
     if m["dropout"] != PAPER_DROPOUT:
