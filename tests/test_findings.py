@@ -78,6 +78,16 @@ def test_a_verdict_follows_the_interval(better, worse, expected):
     assert high - low < 6  # 2000 independent images: about +-2 points for a difference at these rates
 
 
+def test_an_interval_end_that_rounds_to_zero_reads_plus_zero_as_its_verdict_counts_it(monkeypatch):
+    params = grid({k: RUNS[k] for k in ("A_256", "E_256")})
+    rates = {("E_256", "dense-single"): 0.2, ("A_256", "dense-single"): 0.3,
+             ("E_256", "dense"): 0.2, ("A_256", "dense"): 0.2}
+    monkeypatch.setattr(findings, "_paired", lambda wrong, group, seed: {
+        "better": 20.0, "worse": 25.0, "diff": -5.5, "low": -11.04, "high": -0.04, "sd": 2.2, "seeds_differ": True})
+    row = findings.table(params, loader(rates)).query("claim == 1").iloc[0]
+    assert (row["difference [95% CI]"], row["verdict"]) == ("-5.5 [-11.0, +0.0]", "inconclusive")
+
+
 def test_the_same_images_wrong_give_a_zero_width_interval_and_lrn_within_a_point_holds():
     params = grid({k: RUNS[k] for k in ("A_256", "A_LRN_256")})
     names = [f"val/{i}.JPEG" for i in range(N)]

@@ -125,8 +125,12 @@ def test_the_training_line_says_which_runs_stepped_their_rate_and_which_kept_the
     # the paper's rule cannot cut a rate in lr_patience + 1 epochs: the line says the rate stayed
     short = {**runs, "B_384": {"config": "B", "scale": 384, "init": "B_256", "lr": 0.001, "max_epochs": 3}}
     rule = report._lr_rule(parse_params(with_runs(short, train__max_epochs=4)))
-    assert rule.endswith("(B_384: 3 epoch(s) too few for the rule to fire, so a constant rate)"), rule
+    assert rule.endswith("(B_384: 3 epochs, too few for the rule to fire, so a constant rate)"), rule
     assert rule.startswith("each run's lr divided") and rule.count("too few") == 1
+    stepped_rest = {**short, "A_256": {**short["A_256"], "lr_steps": [3]}, "B_256": {**short["B_256"], "lr_steps": [2]}}
+    rule = report._lr_rule(parse_params(with_runs(stepped_rest, train__max_epochs=4)))
+    assert rule.endswith("; B_384: the paper's rule (lr divided by 10 when 3 epochs in a row bring no lower top-1 error on 5% "
+                         "of each class held out of the training split), which 3 epochs are too few to fire: a constant rate"), rule
     short["B_384"]["max_epochs"] = 4
     assert "too few" not in report._lr_rule(parse_params(with_runs(short, train__max_epochs=4)))
     # a sweep names each run once, as params.yaml does, not once per seed

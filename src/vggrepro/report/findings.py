@@ -340,6 +340,12 @@ def notes(params: Params, table: pd.DataFrame) -> list[str]:
             "paper's side is the best member it does report."]
 
 
+def _signed(x: float) -> str:
+    """One decimal with its sign; an end that rounds to zero reads +0.0, never -0.0, which a
+    reader would take for below zero where the verdict (on the printed value) counts it as zero."""
+    return f"{round(x, 1) + 0.0:+.1f}"
+
+
 def verdict(claim: int, low: float, high: float) -> str:
     if claim == 7:  # better = A, worse = A-LRN: the difference is A - (A-LRN)
         if high <= EQUIVALENT:
@@ -383,7 +389,7 @@ def table(params: Params, wrong: Wrong, epochs: dict[str, int] | None = None) ->
                 "claim": claim, "finding": finding, "comparison": label,
                 "seeds": seeds + (f" of {len(params.seeds)}: the others' runs trained other lengths" if partial else ""),
                 "ours": f"{r['better']:.1f} vs {r['worse']:.1f}",
-                "difference [95% CI]": f"{r['diff']:+.1f} [{r['low']:+.1f}, {r['high']:+.1f}]",
+                "difference [95% CI]": f"{_signed(r['diff'])} [{_signed(r['low'])}, {_signed(r['high'])}]",
                 "sd over seeds": "-" if r["sd"] is None else f"{r['sd']:.1f}",
                 # beyond what their images' noise explains (seeds_differ); "-" with one seed
                 "seeds differ": "-" if r["seeds_differ"] is None else ("yes" if r["seeds_differ"] else "no"),

@@ -359,17 +359,21 @@ def _lr_rule(params: Params) -> str:
     trained = {r.base: r for r in params.runs.values() if not r.imported}
     stepped = {n: r.lr_steps for n, r in trained.items() if r.lr_steps}
     watched = "held-out loss" if t["plateau_on"] == "loss" else "held-out error"
-    plateau = (
+    rule_core = (
         f"lr divided by {1 / t['lr_factor']:g} when {t['lr_patience'] + 1} epochs in a row bring "
         f"no lower {'cross-entropy' if t['plateau_on'] == 'loss' else 'top-1 error'} on {t['holdout']:.0%} of each class "
-        f"held out of the training split, at most {t['lr_decreases']} times, then stop, or at {_epoch_limits(params)}"
+        f"held out of the training split"
     )
+    plateau = f"{rule_core}, at most {t['lr_decreases']} times, then stop, or at {_epoch_limits(params)}"
     # ReduceLROnPlateau counts the first epoch as an improvement: a cut needs lr_patience + 1 more
     never = sorted({n for n, r in trained.items() if not r.lr_steps and r.max_epochs <= t["lr_patience"] + 1})
     if never:
-        lengths = {trained[n].max_epochs for n in never}
-        howlong = f"{lengths.pop()} epoch(s)" if len(lengths) == 1 else "epochs"
-        plateau += f" ({', '.join(never)}: {howlong} too few for the rule to fire, so a constant rate)"
+        lengths = sorted({trained[n].max_epochs for n in never})
+        howlong = " or ".join(map(str, lengths)) + (" epoch" if lengths == [1] else " epochs")
+        if set(never) == {n for n, r in trained.items() if not r.lr_steps}:
+            plateau = f"the paper's rule ({rule_core}), which {howlong} are too few to fire: a constant rate"
+        else:
+            plateau += f" ({', '.join(never)}: {howlong}, too few for the rule to fire, so a constant rate)"
     if not stepped:
         return "each run's " + plateau
     whose = "every run's lr" if len(stepped) == len(trained) else f"the lr of {', '.join(stepped)}"
