@@ -236,6 +236,11 @@ def test_a_claim_asks_for_more_seeds_only_where_the_seeds_differ_beyond_their_im
     assert f"Claim 7 would need, we think: {findings.MORE_IMAGES}." in findings.needs(one)
     alike = table.assign(**{"seeds differ": "no"})  # a sweep whose seeds differ as their images do
     assert f"Claim 7 would need, we think: {findings.MORE_EITHER}." in findings.needs(alike)
+    # a claim whose advice names no images still asks for seeds where they differ; rows of both kinds say so
+    two = pd.concat([table.query("claim == 7").assign(claim=1), table.query("claim == 7").assign(claim=4)])
+    assert f"Claim 1 would need, we think: {findings.NEEDS[1]}; {findings.MORE_SEEDS}." in findings.needs(two)
+    mixed = pd.concat([two.query("claim == 4"), two.query("claim == 4").assign(**{"seeds differ": "no"})])
+    assert findings.needs(mixed) == [f"Claim 4 would need, we think: {findings.MORE_MIXED}."]
 
 
 @pytest.mark.parametrize(("low", "high", "expected"), [

@@ -67,7 +67,7 @@ def test_the_initialisation_line_says_only_what_ran():
     control = {**default["runs"], "E_384_more": {"config": "E", "scale": 384, "init": "E_384", "lr": 0.001}}
     assert "E_384_more from E_384: every layer its configuration shares (not a chain of the paper's" in (
         report._init_line(parse_params({**default, "runs": control})))
-    assert "E_256 from A_256: its first four conv and three FC layers" in line
+    assert "E_256 from A_256: its first four conv and three FC layers (Sec. 3.1), the rest random, He et al.'s normal" in line
     assert "E_384 from E_256, E_jit from E_384: every layer (Sec. 3.1)" in line
     assert "He et al.'s normal" in line and "Glorot" not in line and "N(0" in line.split("(paper:")[1]
 
@@ -81,7 +81,8 @@ def test_the_differences_line_lists_only_what_differs(tmp_path, monkeypatch):
         Path(paths.train_log("A_256")).write_text(json.dumps([{"epoch": e + 1} for e in range(epochs)]))
 
     logged(74)
-    paper = parse_params(with_runs(runs, model__width=1.0, model__head_width=4096, geometry__crop=224))
+    paper = parse_params(with_runs(runs, model__width=1.0, model__head_width=4096, geometry__crop=224, train__batch_size=256,
+                                   data__embedded={"classes": 6, "train_per_class": 50, "val_per_class": 5}))
     line = report._short_difference(paper)
     assert line == ("the embedded generated dataset, 6 classes (chance: top-1 83%, top-5 17%); one seed (0): the "
                     "intervals are over images, not over training runs"), line
@@ -91,6 +92,13 @@ def test_the_differences_line_lists_only_what_differs(tmp_path, monkeypatch):
     assert "crop 32 px (paper 224)" in line and "conv width x0.0625 (paper x1)" in line and "FC 16 (paper 4096)" in line
     assert "the epochs in Table 3 (paper: 74)" in line
     assert "dropout" not in line and "fixed epochs" not in line
+    assert "batch 16 (paper 256)" in line and "per-channel std" not in line and "initialisation" not in line
+    ours = parse_params(with_runs({"A_256": {**runs["A_256"], "init": "kaiming"}}, model__normalise="mean_std",
+                                  train__plateau_on="loss"))
+    line = report._short_difference(ours)
+    assert ("inputs divided by the per-channel std (paper: mean subtracted only)" in line
+            and "He et al.'s normal initialisation (paper: N(0, 1e-2))" in line
+            and "the plateau rule on the held-out loss (paper: validation accuracy)" in line), line
     stepped = parse_params(with_runs({"A_256": {**runs["A_256"], "lr_steps": [2]}}, model__dropout=0.2))
     line = report._short_difference(stepped)
     assert "dropout 0.2 (paper 0.5)" in line and "; lr divided at fixed epochs (paper: at plateaus)" in line
@@ -129,7 +137,7 @@ def test_the_training_line_says_which_runs_stepped_their_rate_and_which_kept_the
     assert rule.startswith("each run's lr divided") and rule.count("too few") == 1
     stepped_rest = {**short, "A_256": {**short["A_256"], "lr_steps": [3]}, "B_256": {**short["B_256"], "lr_steps": [2]}}
     rule = report._lr_rule(parse_params(with_runs(stepped_rest, train__max_epochs=4)))
-    assert rule.endswith("; B_384: the paper's rule (lr divided by 10 when 3 epochs in a row bring no lower top-1 error on 5% "
+    assert rule.endswith("; B_384: the plateau rule (lr divided by 10 when 3 epochs in a row bring no lower top-1 error on 5% "
                          "of each class held out of the training split), which 3 epochs are too few to fire: a constant rate"), rule
     short["B_384"]["max_epochs"] = 4
     assert "too few" not in report._lr_rule(parse_params(with_runs(short, train__max_epochs=4)))

@@ -60,6 +60,8 @@ MORE_IMAGES = "more validation images (a narrower interval)"
 MORE_EITHER = ("more validation images or more training seeds (the seeds spread as their images' noise explains, and "
                "with few seeds Student's t widens the interval most)")
 MORE_SEEDS = "more training seeds (the seeds' differences spread more than one seed's difference varies with the images drawn)"
+MORE_MIXED = ("more validation images or more training seeds (on some of its rows the seeds' differences spread more than "
+              "the images explain, on others not)")
 NEEDS = {
     1: "the deeper nets trained longer: their added layers start from random weights, and the narrow nets of a CPU "
        "grid relearn slowly",
@@ -314,9 +316,12 @@ def needs(table: pd.DataFrame) -> list[str]:
         text = NOT_HOLDING[claim] if claim in NOT_HOLDING and set(rows["verdict"]) == {"does not hold"} else NEEDS[claim]
         differ = set(rows["seeds differ"])
         if differ == {"yes"}:
-            text = _instead_of_images(text, MORE_SEEDS)
-        elif "-" not in differ:  # a sweep whose seeds spread no more than their images explain
+            asks_images = MORE_IMAGES in text or "more validation images" in text
+            text = _instead_of_images(text, MORE_SEEDS) if asks_images else f"{text}; {MORE_SEEDS}"
+        elif differ == {"no"}:  # a sweep whose seeds spread no more than their images explain
             text = _instead_of_images(text, MORE_EITHER)
+        elif "-" not in differ:
+            text = _instead_of_images(text, MORE_MIXED)
         lines.append(f"Claim {claim} would need, we think: {text}.")
     return lines
 
