@@ -212,7 +212,7 @@ def _init_line(params: Params) -> str:
         named = [n for n, r in runs.items() if r.init == scheme]
         if named:
             parts.append(f"{', '.join(named)} from random weights, {text.format(std=std)}")
-    others = []
+    others, roots = [], set()
     for n, r in runs.items():
         if r.init_run is not None:
             source = runs[r.init_run]
@@ -220,12 +220,12 @@ def _init_line(params: Params) -> str:
                 others.append(f"{n} from {r.init_run}")
             else:
                 (whole if source.config == r.config else from_a).append(f"{n} from {r.init_run}")
+                if source.config != r.config:  # the layers A does not give: drawn as the chain's root drew its own
+                    roots.add(runs[params.init_chain(n)[-1]].init)
     if not parts:
         return "no run trained here."
     if from_a:
-        # the layers A does not give are drawn as the chain's first run drew its own (an imported
-        # root: the paper's normal), as training does
-        roots = {runs[params.init_chain(n.split(" from ")[0])[-1]].init for n in from_a}
+        # an imported root: the paper's normal, as training does
         drawn = " or ".join(SCHEMES["normal" if s == IMPORT else s].format(std=std) for s in sorted(roots))
         parts.append(f"{', '.join(from_a)}: its first four conv and three FC layers (Sec. 3.1), the rest random, {drawn}")
     if whole:
