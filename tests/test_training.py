@@ -305,3 +305,17 @@ def test_a_device_the_machine_lacks_is_one_line_from_the_command(tmp_path, monke
     assert cli.main(["train", "--run", "A_256"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("vggrepro train: error: train.device: cuda, but torch") and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("patience", [0, 2])
+def test_the_plateau_rule_cannot_cut_within_patience_plus_one_epochs_as_the_report_says(patience):
+    """The report calls a run of at most lr_patience + 1 epochs under the plateau rule a constant
+    rate: the first epoch always improves on ReduceLROnPlateau's start (inf), so even a held-out
+    loss that only rises cuts the rate no sooner than epoch lr_patience + 2."""
+    plan = schedule.PlateauSchedule(_optimizer(), patience=patience, factor=0.1, max_decreases=3)
+    rates = []
+    for epoch in range(patience + 2):
+        plan.step(1.0 + epoch)  # worse every epoch
+        rates.append(plan.lr)
+    assert rates[: patience + 1] == [pytest.approx(0.1)] * (patience + 1), rates
+    assert rates[patience + 1] == pytest.approx(0.01), rates
