@@ -108,6 +108,16 @@ def test_a_train_level_lr_steps_binds_the_runs_that_train_not_an_imported_one(tm
         parse_params(params)
 
 
+def test_a_chain_draws_what_it_does_not_copy_as_its_root_did_and_normal_below_an_import(tmp_path, monkeypatch):
+    # Training (init_weights) and the report's Initialisation line both read this one rule.
+    monkeypatch.chdir(tmp_path)
+    Path("tv.pt").write_bytes(b"")
+    params = tiny_params()
+    assert [parse_params(params).init_scheme(n) for n in ("A_256", "B_256", "B_jit")] == ["glorot"] * 3
+    params["runs"]["A_256"] = {"config": "A", "scale": 256, "init": "import", "weights": "tv.pt"}
+    assert [parse_params(params).init_scheme(n) for n in ("A_256", "B_256", "B_jit")] == ["normal"] * 3
+
+
 @pytest.mark.parametrize("case", ["unknown key", "S_min > S_max", "init cycle"])
 def test_cli_prints_one_line_and_no_traceback(case, tmp_path):
     edit, fragments = BAD[case]

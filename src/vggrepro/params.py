@@ -233,6 +233,14 @@ class Params:
             run = parent
         return chain
 
+    def init_scheme(self, run: str) -> str:
+        """The random scheme at the root of the run's initialisation chain: the layers a
+        transfer does not copy are drawn as the root drew its own (normal, the paper's,
+        below an imported run)."""
+        chain = self.init_chain(run)
+        root = self.runs[chain[-1]].init if chain else self.runs[run].init
+        return "normal" if root == IMPORT else root
+
 
 def seed_suffix(seed: int) -> str:
     return f"_seed{seed}"

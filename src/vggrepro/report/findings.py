@@ -316,14 +316,17 @@ def needs(table: pd.DataFrame) -> list[str]:
         text = NOT_HOLDING[claim] if claim in NOT_HOLDING and set(rows["verdict"]) == {"does not hold"} else NEEDS[claim]
         differ = set(rows["seeds differ"])
         if differ == {"yes"}:
-            asks_images = MORE_IMAGES in text or "more validation images" in text
-            text = _instead_of_images(text, MORE_SEEDS) if asks_images else f"{text}; {MORE_SEEDS}"
+            text = _instead_of_images(text, MORE_SEEDS) if _asks_images(text) else f"{text}; {MORE_SEEDS}"
         elif differ == {"no"}:  # a sweep whose seeds spread no more than their images explain
             text = _instead_of_images(text, MORE_EITHER)
         elif "-" not in differ:
             text = _instead_of_images(text, MORE_MIXED)
         lines.append(f"Claim {claim} would need, we think: {text}.")
     return lines
+
+
+def _asks_images(text: str) -> bool:
+    return MORE_IMAGES in text or "more validation images" in text
 
 
 def _instead_of_images(text: str, advice: str) -> str:

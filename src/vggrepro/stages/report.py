@@ -16,7 +16,7 @@ import torch
 from vggrepro import __version__, paths
 from vggrepro.data import badfiles
 from vggrepro.metrics import true_class_rank
-from vggrepro.params import IMPORT, PAPER_CROP, PAPER_DROPOUT, PAPER_HEAD_WIDTH, Params
+from vggrepro.params import PAPER_CROP, PAPER_DROPOUT, PAPER_HEAD_WIDTH, Params
 from vggrepro.report import figures, findings, htmltable, paper, tables
 from vggrepro.runtime import io
 from vggrepro.runtime.errors import Error, MissingFile
@@ -221,12 +221,11 @@ def _init_line(params: Params) -> str:
             else:
                 (whole if source.config == r.config else from_a).append(f"{n} from {r.init_run}")
                 if source.config != r.config:  # the layers A does not give: drawn as the chain's root drew its own
-                    roots.add(runs[params.init_chain(n)[-1]].init)
+                    roots.add(params.init_scheme(n))
     if not parts:
         return "no run trained here."
     if from_a:
-        # an imported root: the paper's normal, as training does
-        drawn = " or ".join(SCHEMES["normal" if s == IMPORT else s].format(std=std) for s in sorted(roots))
+        drawn = " or ".join(SCHEMES[s].format(std=std) for s in sorted(roots))
         parts.append(f"{', '.join(from_a)}: its first four conv and three FC layers (Sec. 3.1), the rest random, {drawn}")
     if whole:
         parts.append(f"{', '.join(whole)}: every layer (Sec. 3.1)")

@@ -28,7 +28,7 @@ from vggrepro.data import holdout, ingest, loader, train_batches
 from vggrepro.data.normalise import channels
 from vggrepro.data.transforms import TrainTransform
 from vggrepro.model import VGG, ModelSpec, init_weights, read_checkpoint, transfer_from
-from vggrepro.params import IMPORT, SPEED_ONLY_KEYS, Params, ParamsError, Run, split_batch
+from vggrepro.params import SPEED_ONLY_KEYS, Params, ParamsError, Run, split_batch
 from vggrepro.runtime import device, distributed, io, lease, live, resume
 from vggrepro.runtime.signals import Stopped, StopSignals
 from vggrepro.stages import StageRun
@@ -52,14 +52,6 @@ def model_spec(params: Params, run: Run, num_classes: int) -> ModelSpec:
         crop=params.crop,
         dropout=m["dropout"],
     )
-
-
-def init_scheme(params: Params, run: Run) -> str:
-    """The random scheme at the root of the run's initialisation chain (normal, the paper's,
-    below an imported run: the layers the transfer does not copy need one)."""
-    chain = params.init_chain(run.name)
-    root = params.runs[chain[-1]].init if chain else run.init
-    return "normal" if root == IMPORT else root
 
 
 def use_by_hand(params: Params, run: Run) -> dict:
@@ -117,7 +109,7 @@ def normalisation(params: Params) -> tuple[list[float], list[float]]:
 
 def build_model(params: Params, run: Run, num_classes: int, generator: torch.Generator) -> tuple[VGG, list[str]]:
     model = VGG(model_spec(params, run, num_classes))
-    init_weights(model, init_scheme(params, run), generator, std=params.raw["train"]["init_std"])
+    init_weights(model, params.init_scheme(run.name), generator, std=params.raw["train"]["init_std"])
     copied: list[str] = []
     if run.init_run is not None:  # Sec. 3.1: start from a shallower or lower-scale net
         source = read_checkpoint(paths.model(run.init_run))
