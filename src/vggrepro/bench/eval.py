@@ -18,14 +18,21 @@ FLOP counter gives both protocols' FLOPs, so the pixel rates split into work don
 input pixel) and speed (FLOP/s): dense is cheaper an input pixel only on a device that runs
 whole images that much faster than batches of crops.
 
-Measured on a 2-core CPU (bf16, channels_last), E, nothing else running, medians of 3:
-- at the paper's geometry (crop 224, full width, 4 images): dense 0.53 images/s against
-  multi-crop's 0.12 (x4.48 a picture), x0.74 multi-crop's rate an input pixel: dense does x1.12
-  the FLOPs an input pixel and runs at x0.83 the FLOP rate (578 against 697 GFLOP/s);
-- at the demo geometry (crop 64, width x0.125, 128 images): dense 226.8 against 47.8 (x4.74),
-  x0.75 an input pixel: x1.27 the FLOPs (the padding) at x0.95 the FLOP rate.
-So on this CPU dense is several times cheaper a picture and not cheaper a pixel; whether a GPU
-runs whole images faster a FLOP than crops, `scripts/device-check.sh` measures.
+Measured, E, nothing else running, medians of 3 (of 5 at the demo geometry):
+- on a 2-core CPU with bf16 arithmetic (bf16, channels_last):
+  - at the paper's geometry (crop 224, full width, 4 images): dense 0.53 images/s against
+    multi-crop's 0.12 (x4.48 a picture), x0.74 multi-crop's rate an input pixel: dense does
+    x1.12 the FLOPs an input pixel and runs at x0.83 the FLOP rate (578 against 697 GFLOP/s);
+  - at the demo geometry (crop 64, width x0.125, 128 images): dense 226.8 against 47.8 (x4.74),
+    x0.75 an input pixel: x1.27 the FLOPs (the padding) at x0.95 the FLOP rate;
+- on 2 cores of an AMD EPYC with AVX2 only (fp32, channels_last):
+  - at the paper's geometry (2 images): dense 0.10 against 0.02 (x4.77 a picture), x0.81 an
+    input pixel: x1.13 the FLOPs at x0.91 the FLOP rate (118 against 129 GFLOP/s);
+  - at the demo geometry (128 images): dense 55.68 against 10.60 (x5.25), x0.83 an input pixel:
+    x1.28 the FLOPs at x1.06 the FLOP rate.
+So on both CPUs dense is several times cheaper a picture and not cheaper a pixel: it would need
+a FLOP rate x1.13 multi-crop's at 224, and x1.28 at the demo geometry. Whether a GPU runs whole
+images that much faster a FLOP than crops, `scripts/device-check.sh` measures.
 """
 
 from __future__ import annotations
