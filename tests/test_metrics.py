@@ -25,6 +25,7 @@ def test_a_row_that_is_not_finite_is_an_error_at_every_k():
     labels = torch.tensor([0, 0, 0])
     assert topk_error(posteriors, labels, 1) == pytest.approx(200 / 3)
     assert topk_error(posteriors, labels, 3) == pytest.approx(200 / 3)
+    assert topk_error(posteriors, labels, 5) == pytest.approx(200 / 3)  # k beyond the classes
 
 
 def test_topk_error_equals_a_brute_force_count_with_many_ties():

@@ -34,6 +34,7 @@ BAD = {
     "wrong type": (_set("train.lr", "fast"), ["train.lr", "'fast'"]),
     "impossible value": (_set("train.max_epochs", 0), ["train.max_epochs", "0"]),
     "unknown config": (_set("runs.A_256.config", "F"), ["runs.A_256.config", "'F'"]),
+    "top-5 error 0 by construction": (_set("data.embedded.classes", 5), ["data.embedded.classes", "5", "minimum of 6"]),
     "S_min > S_max": (_set("runs.B_jit.scale", [512, 256]), ["runs.B_jit.scale", "S_min (512) > S_max (256)"]),
     "bad scale": (_set("runs.B_jit.scale", [256]), ["runs.B_jit.scale", "[256]"]),
     "lr_steps not increasing": (_set("runs.A_256.lr_steps", [3, 2]), ["runs.A_256.lr_steps: [3, 2]", "increasing epochs"]),

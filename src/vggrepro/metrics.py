@@ -14,7 +14,8 @@ def true_class_rank(posteriors: torch.Tensor, labels: torch.Tensor) -> torch.Ten
     finite ranks last (NaN compares false to everything and would otherwise rank first)."""
     true = posteriors.gather(1, labels.view(-1, 1))
     rank = (posteriors >= true).sum(dim=1) - 1
-    return torch.where(torch.isfinite(posteriors).all(dim=1), rank, posteriors.shape[1])
+    # Last beyond any k: a rank of num_classes would pass k > num_classes as correct.
+    return torch.where(torch.isfinite(posteriors).all(dim=1), rank, torch.iinfo(rank.dtype).max)
 
 
 def top1_wrong(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
